@@ -1,0 +1,276 @@
+/* wharf configuration: the file (libconfig syntax, ../shared/CONFIG.md)
+ * turned into validated, immutable plain structs.
+ *
+ * libconfig appears only in src/config/. A loaded wh_config is never
+ * modified; a reload builds a new one. Every error is reported as
+ * `file:line: key: message`.
+ */
+#ifndef WHARF_CONFIG_H
+#define WHARF_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define WH_NAME_MAX 64
+
+/* A resolved socket address plus its text form as the user wrote it
+ * resolved ("127.0.0.1:9001", "[::1]:8080"). */
+struct wh_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64];
+};
+
+enum wh_log_level { WH_LOG_ERROR = 0, WH_LOG_WARN, WH_LOG_INFO, WH_LOG_DEBUG };
+
+struct wh_cfg_log {
+    enum wh_log_level level;
+    char *access_log; /* NULL = off, "-" = stderr, else a path */
+};
+
+struct wh_cfg_limits {
+    size_t max_header_bytes; /* 1k..1m, default 64k */
+    uint64_t max_body_bytes; /* 0 = unlimited */
+};
+
+struct wh_cfg_timeouts { /* seconds */
+    double client_header;
+    double upstream_connect;
+    double upstream_response;
+    double tls_handshake;
+    double shutdown_drain;
+};
+
+/* ---- listeners ---- */
+
+enum wh_listener_protocol { WH_PROTO_HTTP, WH_PROTO_HTTPS };
+
+struct wh_cfg_certificate {
+    char *cert; /* path */
+    char *key;  /* path */
+    int line;
+};
+
+struct wh_cfg_weighted_group {
+    char *target_group; /* name; validated to exist */
+    int weight;         /* 0..999, default 1 */
+};
+
+struct wh_cfg_header_cond {
+    char *name;
+    char **values;
+    size_t n_values;
+};
+
+struct wh_cfg_query_cond {
+    char *key; /* may be NULL: match any key */
+    char **values;
+    size_t n_values;
+};
+
+struct wh_cfg_conditions {
+    char **host;
+    size_t n_host;
+    char **path;
+    size_t n_path;
+    char **method;
+    size_t n_method;
+    struct wh_cfg_header_cond *header; /* NULL = none */
+    struct wh_cfg_query_cond *query;   /* NULL = none */
+    char **source_ip;                  /* CIDR strings, validated */
+    size_t n_source_ip;
+};
+
+enum wh_action_type { WH_ACTION_FORWARD, WH_ACTION_REDIRECT, WH_ACTION_FIXED };
+
+struct wh_cfg_action {
+    enum wh_action_type type;
+    /* forward */
+    struct wh_cfg_weighted_group *forward;
+    size_t n_forward;
+    double stickiness; /* group-level stickiness duration; 0 = off */
+    /* redirect */
+    int redirect_status; /* 301 or 302 */
+    char *location;
+    /* fixed_response */
+    int fixed_status;
+    char *content_type;
+    char *body;
+    int line;
+};
+
+struct wh_cfg_rule {
+    int priority;
+    struct wh_cfg_conditions conditions;
+    struct wh_cfg_action action;
+    int line;
+};
+
+struct wh_cfg_listener {
+    char name[WH_NAME_MAX];
+    struct wh_addr bind;
+    enum wh_listener_protocol protocol;
+    struct wh_cfg_certificate *certificates;
+    size_t n_certificates;
+    char *tls_policy; /* "tls13-12" (default) or "tls13" */
+    double idle_timeout;
+    char *stickiness_secret; /* NULL = random at start */
+    struct wh_cfg_rule *rules; /* sorted by priority, lowest first */
+    size_t n_rules;
+    struct wh_cfg_action default_action;
+    int line;
+};
+
+/* ---- target groups ---- */
+
+enum wh_algorithm { WH_ALGO_ROUND_ROBIN, WH_ALGO_LEAST_OUTSTANDING, WH_ALGO_WEIGHTED_RANDOM };
+
+struct wh_cfg_health_check {
+    int enabled; /* 0 when the block is absent: no checks, targets healthy */
+    char *path;  /* default "/health" */
+    int port;    /* 0 = traffic-port */
+    double interval;
+    double timeout;
+    int healthy_threshold;
+    int unhealthy_threshold;
+    char *matcher; /* "200-399", validated */
+    char *host;    /* "" = the target address */
+};
+
+struct wh_cfg_passive {
+    int consecutive_connect_failures; /* 0 = off */
+    int consecutive_5xx;              /* 0 = off */
+    double eject;
+};
+
+struct wh_cfg_target {
+    struct wh_addr addr;
+    int weight; /* 1..999 */
+    int line;
+};
+
+struct wh_cfg_target_group {
+    char name[WH_NAME_MAX];
+    enum wh_algorithm algorithm;
+    double deregistration_delay;
+    double slow_start;
+    int stickiness_enabled;
+    double stickiness_duration;
+    struct wh_cfg_health_check health_check;
+    struct wh_cfg_passive passive;
+    struct wh_cfg_target *targets;
+    size_t n_targets;
+    int line;
+};
+
+/* ---- fleet, services, admin, state (later issues use these) ---- */
+
+struct wh_cfg_kv {
+    char *key;
+    char *value;
+};
+
+struct wh_cfg_host {
+    char id[WH_NAME_MAX];
+    char *docker; /* unix:///path or tcp://addr:port */
+    char *address; /* where published ports are reached; NULL = from docker URL */
+    int max_concurrent_calls;
+    double call_timeout;
+    char *tls_ca, *tls_cert, *tls_key; /* NULL unless a tls block */
+    struct wh_cfg_kv *attributes;
+    size_t n_attributes;
+    int line;
+};
+
+struct wh_cfg_placement_strategy {
+    char *type;  /* spread, binpack, random */
+    char *field; /* attribute:az, memory, cpu, instanceId */
+};
+
+struct wh_cfg_placement_constraint {
+    char *type;       /* distinctInstance, memberOf */
+    char *expression; /* memberOf only */
+};
+
+struct wh_cfg_service {
+    char name[WH_NAME_MAX];
+    char *target_group;
+    int desired_count;
+    char *image;
+    int container_port;
+    char **command;
+    size_t n_command;
+    struct wh_cfg_kv *env;
+    size_t n_env;
+    int cpu;
+    int memory;
+    double stop_timeout;
+    int minimum_healthy_percent;
+    int maximum_percent;
+    int circuit_breaker_enable;
+    int circuit_breaker_rollback;
+    struct wh_cfg_placement_strategy *strategies;
+    size_t n_strategies;
+    struct wh_cfg_placement_constraint *constraints;
+    size_t n_constraints;
+    double health_check_grace_period;
+    int line;
+};
+
+struct wh_cfg_admin {
+    int enabled; /* 0 when the block is absent */
+    struct wh_addr bind;
+    char *token_file;
+    int metrics_public;
+};
+
+struct wh_cfg_state {
+    char *dir;    /* default /var/lib/wharf */
+    char **etcd;  /* endpoints, NULL = embedded store */
+    size_t n_etcd;
+    char *prefix;
+};
+
+struct wh_config {
+    char *path;
+    int workers; /* 0 = one per CPU (resolved by the caller) */
+    struct wh_cfg_log log;
+    struct wh_cfg_limits limits;
+    struct wh_cfg_timeouts timeouts;
+    struct wh_cfg_listener *listeners;
+    size_t n_listeners;
+    struct wh_cfg_target_group *target_groups;
+    size_t n_target_groups;
+    struct wh_cfg_host *hosts;
+    size_t n_hosts;
+    struct wh_cfg_service *services;
+    size_t n_services;
+    struct wh_cfg_admin admin;
+    struct wh_cfg_state state;
+    int has_hosts, has_services, has_admin, has_state; /* blocks present */
+};
+
+/* Receives each error or warning as one line ("file:line: key: message",
+ * no newline). */
+typedef void (*wh_config_report_fn)(void *arg, int is_error, const char *line);
+
+/* Load and validate path. Returns a new config (free with wh_config_free),
+ * or NULL after reporting every error found through report. Warnings (a
+ * documented block whose feature is not built yet) go through report too. */
+struct wh_config *wh_config_load(const char *path, wh_config_report_fn report, void *arg);
+
+/* Same, from a string (tests); name is used in messages as the file name. */
+struct wh_config *wh_config_load_string(const char *text, const char *name,
+                                        wh_config_report_fn report, void *arg);
+
+void wh_config_free(struct wh_config *cfg);
+
+/* Lookup helpers; NULL when absent. Borrowed from cfg. */
+const struct wh_cfg_target_group *wh_config_group(const struct wh_config *cfg, const char *name);
+
+/* Parse "1.2.3.4:80", "[::1]:80" or "name:80" (resolved with getaddrinfo).
+ * Returns 0 or -1 with a message in err. */
+int wh_addr_parse(const char *text, struct wh_addr *out, char *err, size_t errlen);
+
+#endif
