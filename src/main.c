@@ -1,4 +1,347 @@
-int main(void)
+/* wharfd: wires the modules together, owns signals and threads.
+ *
+ * The main thread is the control thread (signals now; controller, admin API
+ * and health checks later). Each proxy worker runs its own event_base in its
+ * own thread; the control thread talks to a worker only through the
+ * worker's notification pipe. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "wharf/accesslog.h"
+#include "wharf/config.h"
+#include "wharf/log.h"
+#include "wharf/proxy.h"
+
+#define WH_MAX_WORKERS 256
+
+/* A loaded configuration shared by the control thread and every worker;
+ * freed when the last of them lets go. */
+struct wh_cfg_holder {
+    struct wh_config *cfg;
+    atomic_int refs;
+};
+
+/* What the control thread sends a worker through its pipe (one write, under
+ * PIPE_BUF, so it arrives whole). */
+struct wh_worker_msg {
+    char cmd; /* 'T' drain and stop, 'R' reload */
+    struct wh_cfg_holder *holder;
+};
+
+struct wh_worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct wh_proxy *proxy;
+    int notify_fd[2]; /* control thread writes a command byte */
+    struct event *notify_ev;
+};
+
+struct wh_daemon {
+    const char *path;
+    struct wh_config *cfg;          /* current; owned by holder */
+    struct wh_cfg_holder *holder;
+    struct event_base *base;
+    struct wh_worker *workers;
+    int n_workers;
+    struct wh_access_log *alog; /* NULL = off */
+    struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
+};
+
+static void usage(FILE *out)
 {
+    fprintf(out, "usage: wharfd -c FILE [-t]\n"
+                 "  -c FILE  configuration file (libconfig syntax)\n"
+                 "  -t       check the configuration, print the result and exit\n"
+                 "  -h       this help\n");
+}
+
+static void report_config(void *arg, int is_error, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "%s%s\n", is_error ? "" : "warning: ", line);
+}
+
+static struct wh_cfg_holder *holder_new(struct wh_config *cfg, int refs)
+{
+    struct wh_cfg_holder *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->cfg = cfg;
+    atomic_init(&h->refs, refs);
+    return h;
+}
+
+static void holder_release(void *arg)
+{
+    struct wh_cfg_holder *h = arg;
+    if (atomic_fetch_sub(&h->refs, 1) != 1)
+        return;
+    wh_config_free(h->cfg);
+    free(h);
+}
+
+static void worker_drained(void *arg)
+{
+    struct wh_worker *w = arg;
+    event_base_loopexit(w->base, NULL);
+}
+
+static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wh_worker *w = arg;
+    struct wh_worker_msg msg;
+    while (read(fd, &msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
+        if (msg.cmd == 'T')
+            wh_proxy_shutdown(w->proxy, worker_drained, w);
+        else if (msg.cmd == 'R')
+            wh_proxy_reload(w->proxy, msg.holder->cfg, holder_release, msg.holder);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct wh_worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int worker_init(struct wh_daemon *d, struct wh_worker *w, int id)
+{
+    char err[WH_ERR_LEN];
+    w->id = id;
+    w->base = event_base_new();
+    if (!w->base || pipe2(w->notify_fd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        wh_log_error("main", "worker %d: cannot create its event loop", id);
+        return -1;
+    }
+    w->notify_ev = event_new(w->base, w->notify_fd[0], EV_READ | EV_PERSIST, worker_notify_cb, w);
+    event_add(w->notify_ev, NULL);
+    w->proxy = wh_proxy_new(w->base, d->cfg, id, holder_release, d->holder, err, sizeof(err));
+    if (!w->proxy) {
+        wh_log_error("main", "%s", err);
+        return -1;
+    }
+    return wh_proxy_set_access_log(w->proxy, d->alog);
+}
+
+static void worker_free(struct wh_worker *w)
+{
+    wh_proxy_free(w->proxy);
+    if (w->notify_ev)
+        event_free(w->notify_ev);
+    if (w->base)
+        event_base_free(w->base);
+    if (w->notify_fd[0] > 0) {
+        close(w->notify_fd[0]);
+        close(w->notify_fd[1]);
+    }
+}
+
+static int notify_worker(struct wh_worker *w, char cmd, struct wh_cfg_holder *holder)
+{
+    struct wh_worker_msg msg = {.cmd = cmd, .holder = holder};
+    if (w->notify_fd[1] > 0 && write(w->notify_fd[1], &msg, sizeof(msg)) == (ssize_t)sizeof(msg))
+        return 0;
+    wh_log_error("main", "worker %d: notify: %s", w->id, strerror(errno));
+    return -1;
+}
+
+static void notify_workers(struct wh_daemon *d, char cmd)
+{
+    for (int i = 0; i < d->n_workers; i++)
+        notify_worker(&d->workers[i], cmd, NULL);
+}
+
+static void report_reload_error(void *arg, int is_error, const char *line)
+{
+    if (is_error)
+        wh_log_error("config", "%s", line);
+    else
+        wh_log_warn("config", "%s", line);
+}
+
+/* What a reload cannot change while running. */
+static void warn_restart_needed(const struct wh_config *old, const struct wh_config *cfg)
+{
+    if (old->workers != cfg->workers)
+        wh_log_warn("main", "reload: workers %d -> %d needs a restart", old->workers,
+                    cfg->workers);
+    if ((old->log.access_log == NULL) != (cfg->log.access_log == NULL) ||
+        (old->log.access_log && strcmp(old->log.access_log, cfg->log.access_log) != 0))
+        wh_log_warn("main", "reload: a change of log.access_log needs a restart");
+}
+
+/* SIGHUP: load the file again; a bad file keeps the whole old configuration. */
+static void daemon_reload(struct wh_daemon *d)
+{
+    wh_log_info("main", "SIGHUP: reloading %s", d->path);
+    struct wh_config *cfg = wh_config_load(d->path, report_reload_error, NULL);
+    if (!cfg) {
+        wh_log_error("main", "reload failed: keeping the running configuration");
+        return;
+    }
+    struct wh_cfg_holder *h = holder_new(cfg, d->n_workers + 1);
+    if (!h) {
+        wh_config_free(cfg);
+        return;
+    }
+    warn_restart_needed(d->cfg, cfg);
+    wh_log_set_level(cfg->log.level);
+    for (int i = 0; i < d->n_workers; i++)
+        if (notify_worker(&d->workers[i], 'R', h) < 0)
+            holder_release(h);
+    holder_release(d->holder);
+    d->holder = h;
+    d->cfg = cfg;
+    wh_log_info("main", "configuration reloaded");
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct wh_daemon *d = arg;
+    if (sig == SIGUSR1) {
+        char err[WH_ERR_LEN];
+        if (d->alog && wh_access_log_reopen(d->alog, err, sizeof(err)) < 0)
+            wh_log_error("main", "SIGUSR1: %s", err);
+        else
+            wh_log_info("main", "SIGUSR1: access log reopened");
+        return;
+    }
+    if (sig == SIGHUP) {
+        daemon_reload(d);
+        return;
+    }
+    wh_log_info("main", "signal %d: draining and exiting", (int)sig);
+    notify_workers(d, 'T');
+    event_base_loopexit(d->base, NULL);
+}
+
+static int resolve_workers(const struct wh_config *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > WH_MAX_WORKERS ? WH_MAX_WORKERS : (int)n);
+}
+
+static int daemon_start(struct wh_daemon *d)
+{
+    d->n_workers = resolve_workers(d->cfg);
+    d->holder = holder_new(d->cfg, d->n_workers + 1);
+    if (!d->holder)
+        return -1;
+    d->workers = calloc((size_t)d->n_workers, sizeof(*d->workers));
+    d->base = event_base_new();
+    if (!d->workers || !d->base)
+        return -1;
+    if (d->cfg->log.access_log) {
+        char err[WH_ERR_LEN];
+        d->alog = wh_access_log_open(d->cfg->log.access_log, err, sizeof(err));
+        if (!d->alog) {
+            wh_log_error("main", "%s", err);
+            return -1;
+        }
+    }
+    for (int i = 0; i < d->n_workers; i++)
+        if (worker_init(d, &d->workers[i], i) < 0)
+            return -1;
+    d->sig_term = evsignal_new(d->base, SIGTERM, signal_cb, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, signal_cb, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, signal_cb, d);
+    d->sig_usr1 = evsignal_new(d->base, SIGUSR1, signal_cb, d);
+    evsignal_add(d->sig_usr1, NULL);
+    evsignal_add(d->sig_term, NULL);
+    evsignal_add(d->sig_int, NULL);
+    evsignal_add(d->sig_hup, NULL);
+    for (int i = 0; i < d->n_workers; i++)
+        if (pthread_create(&d->workers[i].thread, NULL, worker_main, &d->workers[i]) != 0)
+            return -1;
+    for (size_t i = 0; i < d->cfg->n_listeners; i++)
+        wh_log_info("main", "listener %s on %s (%d workers)", d->cfg->listeners[i].name,
+                    d->cfg->listeners[i].bind.text, d->n_workers);
     return 0;
+}
+
+static void daemon_stop(struct wh_daemon *d)
+{
+    for (int i = 0; i < d->n_workers; i++) {
+        if (d->workers[i].thread)
+            pthread_join(d->workers[i].thread, NULL);
+        worker_free(&d->workers[i]);
+    }
+    free(d->workers);
+    if (d->sig_term)
+        event_free(d->sig_term);
+    if (d->sig_int)
+        event_free(d->sig_int);
+    if (d->sig_hup)
+        event_free(d->sig_hup);
+    if (d->sig_usr1)
+        event_free(d->sig_usr1);
+    wh_access_log_free(d->alog);
+    if (d->holder)
+        holder_release(d->holder);
+    else
+        wh_config_free(d->cfg);
+    if (d->base)
+        event_base_free(d->base);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int check_only = 0, opt;
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check_only = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+    struct wh_daemon d = {0};
+    d.path = path;
+    d.cfg = wh_config_load(path, report_config, NULL);
+    if (!d.cfg)
+        return 1;
+    if (check_only) {
+        printf("configuration ok\n");
+        wh_config_free(d.cfg);
+        return 0;
+    }
+    wh_log_set_level(d.cfg->log.level);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = 0;
+    if (daemon_start(&d) < 0) {
+        rc = 1;
+        notify_workers(&d, 'T');
+    } else {
+        event_base_dispatch(d.base);
+    }
+    daemon_stop(&d);
+    wh_log_info("main", "exited");
+    return rc;
 }

@@ -3,7 +3,12 @@
  *
  * libconfig appears only in src/config/. A loaded wh_config is never
  * modified; a reload builds a new one. Every error is reported as
- * `file:line: key: message`.
+ * `file:line: key: message`, where key names list elements by their name
+ * or id ("listeners[http].idle_timeout") or else by index
+ * ("target_groups[web].targets[1]").
+ *
+ * Ownership: every pointer inside a struct wh_config (strings, arrays, the
+ * header/query conditions) is owned by it and freed by wh_config_free.
  */
 #ifndef WHARF_CONFIG_H
 #define WHARF_CONFIG_H
@@ -115,7 +120,7 @@ struct wh_cfg_listener {
     size_t n_certificates;
     char *tls_policy; /* "tls13-12" (default) or "tls13" */
     double idle_timeout;
-    char *stickiness_secret; /* NULL = random at start */
+    char *stickiness_secret;   /* NULL = random at start */
     struct wh_cfg_rule *rules; /* sorted by priority, lowest first */
     size_t n_rules;
     struct wh_cfg_action default_action;
@@ -173,7 +178,7 @@ struct wh_cfg_kv {
 
 struct wh_cfg_host {
     char id[WH_NAME_MAX];
-    char *docker; /* unix:///path or tcp://addr:port */
+    char *docker;  /* unix:///path or tcp://addr:port */
     char *address; /* where published ports are reached; NULL = from docker URL */
     int max_concurrent_calls;
     double call_timeout;
@@ -226,15 +231,16 @@ struct wh_cfg_admin {
 };
 
 struct wh_cfg_state {
-    char *dir;    /* default /var/lib/wharf */
-    char **etcd;  /* endpoints, NULL = embedded store */
+    char *dir;   /* default /var/lib/wharf */
+    char **etcd; /* endpoints, NULL = embedded store */
     size_t n_etcd;
     char *prefix;
 };
 
 struct wh_config {
     char *path;
-    int workers; /* 0 = one per CPU (resolved by the caller) */
+    unsigned features; /* the WH_FEATURE_* set it was loaded with */
+    int workers;       /* 0 = one per CPU (resolved by the caller) */
     struct wh_cfg_log log;
     struct wh_cfg_limits limits;
     struct wh_cfg_timeouts timeouts;
@@ -251,26 +257,73 @@ struct wh_config {
     int has_hosts, has_services, has_admin, has_state; /* blocks present */
 };
 
+/* ---- staging: which features this build implements ----
+ *
+ * A documented top-level block whose feature is off (hosts, services, admin,
+ * state) is still validated, then reported with one warning and left out of
+ * the result (has_* = 0, defaults). A documented key inside a built block
+ * whose feature is off is an error, except a scalar set to its default or
+ * "off" value (protocol = "http", algorithm = "round_robin", slow_start = 0,
+ * weight = 1, one forward group). The list lives in one table in
+ * src/config/config_stage.c; building a feature means adding its flag to
+ * WH_FEATURES_BUILT. */
+#define WH_FEATURE_TLS (1u << 0)         /* https: certificates, tls_policy, tls_handshake */
+#define WH_FEATURE_RULES (1u << 1)       /* rules; redirect, fixed_response, weighted forward */
+#define WH_FEATURE_HEALTH (1u << 2)      /* target_groups.health_check */
+#define WH_FEATURE_ADMIN (1u << 3)       /* admin block */
+#define WH_FEATURE_FLEET (1u << 4)       /* hosts block */
+#define WH_FEATURE_SERVICES (1u << 5)    /* services block */
+#define WH_FEATURE_STORE (1u << 6)       /* state block */
+#define WH_FEATURE_ACCESS_LOG (1u << 7)  /* log.access_log */
+#define WH_FEATURE_ALGORITHMS (1u << 8)  /* least_outstanding_requests, weighted_random, weights */
+#define WH_FEATURE_STICKINESS (1u << 9)  /* stickiness blocks and keys, stickiness_secret */
+#define WH_FEATURE_SLOW_START (1u << 10) /* slow_start > 0 */
+#define WH_FEATURE_PASSIVE (1u << 11)    /* target_groups.passive */
+#define WH_FEATURES_ALL ((1u << 12) - 1)
+
+/* What wh_config_load accepts: the proxy basics only so far (workers, log
+ * level, limits, timeouts, http listeners whose default_action forwards to
+ * one group, target groups with static targets, round robin). */
+#define WH_FEATURES_BUILT (WH_FEATURE_ACCESS_LOG)
+
+/* "tls", "rules", ... for one WH_FEATURE_* bit; NULL for anything else. */
+const char *wh_feature_name(unsigned feature);
+
 /* Receives each error or warning as one line ("file:line: key: message",
  * no newline). */
 typedef void (*wh_config_report_fn)(void *arg, int is_error, const char *line);
 
 /* Load and validate path. Returns a new config (free with wh_config_free),
  * or NULL after reporting every error found through report. Warnings (a
- * documented block whose feature is not built yet) go through report too. */
+ * documented block whose feature is not built yet) go through report too.
+ * Messages come sorted by line. report may be NULL. Same as
+ * wh_config_load_ex(path, WH_FEATURES_BUILT, report, arg). */
 struct wh_config *wh_config_load(const char *path, wh_config_report_fn report, void *arg);
 
 /* Same, from a string (tests); name is used in messages as the file name. */
 struct wh_config *wh_config_load_string(const char *text, const char *name,
                                         wh_config_report_fn report, void *arg);
 
+/* The same two with the set of built features (WH_FEATURE_* bits) given by
+ * the caller; tests pass WH_FEATURES_ALL to exercise the whole parser. */
+struct wh_config *wh_config_load_ex(const char *path, unsigned features, wh_config_report_fn report,
+                                    void *arg);
+struct wh_config *wh_config_load_string_ex(const char *text, const char *name, unsigned features,
+                                           wh_config_report_fn report, void *arg);
+
 void wh_config_free(struct wh_config *cfg);
 
 /* Lookup helpers; NULL when absent. Borrowed from cfg. */
 const struct wh_cfg_target_group *wh_config_group(const struct wh_config *cfg, const char *name);
+const struct wh_cfg_listener *wh_config_listener(const struct wh_config *cfg, const char *name);
+const struct wh_cfg_host *wh_config_host(const struct wh_config *cfg, const char *id);
+const struct wh_cfg_service *wh_config_service(const struct wh_config *cfg, const char *name);
 
-/* Parse "1.2.3.4:80", "[::1]:80" or "name:80" (resolved with getaddrinfo).
- * Returns 0 or -1 with a message in err. */
+/* Parse "1.2.3.4:80", "[::1]:80" or "name:80" (resolved with getaddrinfo,
+ * blocking; the first address the resolver gives wins). The port must be
+ * 1-65535; "0.0.0.0:PORT" and "[::]:PORT" name every address. out->text is
+ * the numeric form ("127.0.0.1:80", "[::1]:80"). Returns 0, or -1 with a
+ * message in err. */
 int wh_addr_parse(const char *text, struct wh_addr *out, char *err, size_t errlen);
 
 #endif

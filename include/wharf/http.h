@@ -22,12 +22,22 @@
 
 /* Return codes. Errors are negative HTTP status codes a proxy should answer
  * with: -400 malformed, -413 body too large, -431 header section too large,
- * -501 unknown transfer coding, -505 bad version. For a response (upstream)
- * any error means 502 to the client. */
+ * -501 unknown transfer coding, -505 bad version, -500 out of memory (the
+ * header array could not grow). For a response (upstream) any error means
+ * 502 to the client. */
 enum {
     WH_HTTP_AGAIN = 0, /* need more bytes */
     WH_HTTP_DONE = 1,  /* head complete / body complete */
 };
+
+/* Limits. A head with more header lines than WH_HTTP_MAX_HEADERS is -431;
+ * max_head_bytes = 0 means WH_HTTP_MAX_HEAD_DEFAULT. In chunked bodies a
+ * chunk-size line (with extensions) longer than WH_HTTP_MAX_CHUNK_LINE or a
+ * trailer section longer than WH_HTTP_MAX_TRAILER_BYTES is -400. */
+#define WH_HTTP_MAX_HEADERS 1000
+#define WH_HTTP_MAX_HEAD_DEFAULT (64 * 1024)
+#define WH_HTTP_MAX_CHUNK_LINE 4096
+#define WH_HTTP_MAX_TRAILER_BYTES (64 * 1024)
 
 enum wh_http_kind { WH_HTTP_REQUEST, WH_HTTP_RESPONSE };
 
@@ -103,6 +113,8 @@ struct wh_http_parser {
     size_t scanned;   /* bytes of the buffer already validated */
     int state;
     uint32_t line_start;
+    int error;        /* the error returned, repeated on later calls */
+    unsigned te;      /* Transfer-Encoding codings seen so far */
 };
 
 void wh_http_parser_init(struct wh_http_parser *p, enum wh_http_kind kind, size_t max_head_bytes);
@@ -117,7 +129,12 @@ void wh_http_msg_free(struct wh_http_msg *m); /* frees headers; m itself is the 
  * far, starting at the message's first byte). Returns WH_HTTP_DONE with
  * m->head_len set, WH_HTTP_AGAIN, or a negative status (see above). On DONE
  * for a request, m->body_mode is final; -413 is not returned here (the
- * caller compares content_length with its limit). */
+ * caller compares content_length with its limit). The result never depends
+ * on how the bytes were split across calls; once DONE or an error has been
+ * returned, later calls return it again until wh_http_parser_reset(). Empty
+ * lines before a request line are skipped (they count in head_len and
+ * max_head_bytes, and spans stay offsets into buf). m is reset on the first
+ * call for each message (its header array is kept). */
 int wh_http_parse_head(struct wh_http_parser *p, const char *buf, size_t len,
                        struct wh_http_msg *m);
 
@@ -146,6 +163,9 @@ struct wh_http_body {
     /* private */
     int state;
     int digits;
+    int error;              /* the error returned, repeated on later calls */
+    uint32_t line_bytes;    /* bytes of the current chunk-size line */
+    uint32_t trailer_bytes; /* bytes of the trailer section so far */
 };
 
 void wh_http_body_init(struct wh_http_body *b, enum wh_http_body_mode mode,
@@ -153,14 +173,19 @@ void wh_http_body_init(struct wh_http_body *b, enum wh_http_body_mode mode,
 
 /* Consume the next piece of body from data[0..len). Sets *consumed to the
  * bytes that belong to this message (never more than len). A piece is either
- * payload (then *payload_off/*payload_len point at it within data) or
+ * payload (then *payload_off and *payload_len point at it within data) or
  * framing only (*payload_len = 0): chunk-size lines, CRLFs, trailers.
  * Returns WH_HTTP_DONE when the message ends at *consumed, WH_HTTP_AGAIN when
  * more bytes are needed (call again with the rest of data if *consumed <
  * len), or a negative error: -400 invalid chunked framing (e.g. `0x5`, `-5`,
  * more than 16 hex digits, a bad CRLF, a malformed trailer), -413 payload
  * over max_payload. UNTIL_CLOSE never returns DONE: the caller ends it at
- * EOF. NONE returns DONE at once with *consumed = 0. */
+ * EOF. NONE returns DONE at once with *consumed = 0. LENGTH returns DONE
+ * with the last payload piece. The payload delivered and the result never
+ * depend on how the bytes were split; after DONE or an error, later calls
+ * return it again. -413 comes when the declared length (LENGTH, at once) or
+ * a chunk-size (at its line's end) goes over max_payload; UNTIL_CLOSE hands
+ * out max_payload bytes and then fails on the next byte. */
 int wh_http_body_next(struct wh_http_body *b, const char *data, size_t len, size_t *consumed,
                       size_t *payload_off, size_t *payload_len);
 

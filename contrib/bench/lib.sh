@@ -1,0 +1,198 @@
+# Shared helpers for contrib/bench/*.sh (sourced, not run).
+# Everything runs on 127.0.0.1; every process started here is recorded in
+# BENCH_PIDS and stopped by bench_cleanup (installed as an EXIT trap).
+
+bench_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bench_dir="$bench_top/contrib/bench"
+BENCH_PIDS=()
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# install_missing PKG... : apt-get install only what dpkg does not have.
+install_missing() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+}
+
+# bench_setup: temp dir, fd limit, EXIT trap.
+bench_setup() {
+    BENCH_TMP=$(mktemp -d /tmp/wharf-bench.XXXXXX)
+    mkdir -p "$BENCH_TMP/upstream-tmp" "$BENCH_TMP/nginx-tmp"
+    chmod 755 "$BENCH_TMP"
+    # The hard limit here is 20000 and cannot be raised; proxies and clients
+    # inherit this soft limit and each stays below it.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL.
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+    local keep=() p
+    for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    BENCH_PIDS=("${keep[@]}")
+    return 0
+}
+
+bench_cleanup() {
+    local rc=$? pid
+    set +e
+    trap - EXIT
+    for pid in "${BENCH_PIDS[@]}"; do
+        [ -n "$pid" ] && stop_pid "$pid"
+    done
+    if [ -n "${BENCH_TMP:-}" ] && [ -d "$BENCH_TMP" ]; then
+        if [ "${BENCH_KEEP:-0}" = 1 ]; then
+            echo "kept $BENCH_TMP" >&2
+        else
+            rm -rf "$BENCH_TMP"
+        fi
+    fi
+    exit $rc
+}
+
+# free_port: a free TCP port on 127.0.0.1, below the ephemeral range so no
+# client socket takes it between the check and the bind.
+free_port() {
+    /usr/bin/python3 - <<'EOF'
+import random, socket
+lo = 20000
+hi = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0]) - 1
+for _ in range(200):
+    p = random.randint(lo, hi)
+    s = socket.socket()
+    try:
+        s.bind(('127.0.0.1', p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+else:
+    raise SystemExit('no free port')
+EOF
+}
+
+# render TEMPLATE OUT KEY=VALUE... : replace @KEY@ with VALUE.
+render() {
+    local tpl=$1 out=$2 kv args=()
+    shift 2
+    args=(-e "s|@DIR@|$BENCH_TMP|g")
+    for kv in "$@"; do
+        args+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+    done
+    sed "${args[@]}" "$tpl" >"$out"
+    ! grep -q '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
+}
+
+# wait_port PORT PID: until 127.0.0.1:PORT accepts (PID must stay alive).
+wait_port() {
+    local port=$1 pid=$2 i
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# check_hello PORT: one request must answer 200 "hello".
+check_hello() {
+    local body
+    body=$(curl -sS --max-time 5 "http://127.0.0.1:$1/") || return 1
+    [ "$body" = "hello" ]
+}
+
+# build_wharfd: sets WHARFD (given, or built out-of-tree under build/bench).
+build_wharfd() {
+    if [ -n "${WHARFD:-}" ]; then
+        [ -x "$WHARFD" ] || die "WHARFD=$WHARFD is not an executable"
+        return 0
+    fi
+    install_missing build-essential autoconf automake libtool pkg-config libevent-dev \
+        libssl-dev libcurl4-openssl-dev libcjson-dev libconfig-dev
+    local b="$bench_top/build/bench"
+    log "building wharfd (-O2 -g) in $b"
+    (cd "$bench_top" && autoreconf -fi >/dev/null 2>&1) || die "autoreconf failed"
+    mkdir -p "$b"
+    if [ ! -f "$b/Makefile" ]; then
+        (cd "$b" && "$bench_top/configure" -q CFLAGS="-O2 -g" >/dev/null) || die "configure failed"
+    fi
+    make -C "$b" -j"$(nproc)" wharfd >"$b/make.log" 2>&1 || { tail -20 "$b/make.log" >&2; die "make wharfd failed"; }
+    WHARFD="$b/wharfd"
+}
+
+# start_upstream: nginx returning "hello\n"; sets UPSTREAM_PORT.
+start_upstream() {
+    UPSTREAM_PORT=$(free_port)
+    render "$bench_dir/conf/upstream-nginx.conf" "$BENCH_TMP/upstream.conf" PORT="$UPSTREAM_PORT"
+    nginx -p "$BENCH_TMP" -e "$BENCH_TMP/upstream-error.log" -c "$BENCH_TMP/upstream.conf" \
+        -g 'daemon off;' >"$BENCH_TMP/upstream.out" 2>&1 &
+    UPSTREAM_PID=$!
+    BENCH_PIDS+=("$UPSTREAM_PID")
+    wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" || { cat "$BENCH_TMP/upstream.out" >&2; die "upstream nginx did not start"; }
+    check_hello "$UPSTREAM_PORT" || die "upstream nginx does not answer hello"
+}
+
+# start_proxy NAME WORKERS CONNS: sets PROXY_PORT and PROXY_PID.
+start_proxy() {
+    local name=$1 workers=$2 conns=$3 out="$BENCH_TMP/$1.out"
+    PROXY_PORT=$(free_port)
+    case $name in
+    wharfd)
+        render "$bench_dir/conf/proxy-wharfd.conf" "$BENCH_TMP/wharfd.conf" \
+            PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers"
+        "$WHARFD" -c "$BENCH_TMP/wharfd.conf" >"$out" 2>&1 &
+        ;;
+    nginx)
+        render "$bench_dir/conf/proxy-nginx.conf" "$BENCH_TMP/nginx.conf" \
+            PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" CONNS="$conns"
+        nginx -p "$BENCH_TMP" -e "$BENCH_TMP/nginx-error.log" -c "$BENCH_TMP/nginx.conf" \
+            -g 'daemon off;' >"$out" 2>&1 &
+        ;;
+    haproxy)
+        render "$bench_dir/conf/proxy-haproxy.cfg" "$BENCH_TMP/haproxy.cfg" \
+            PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" CONNS="$conns"
+        haproxy -db -f "$BENCH_TMP/haproxy.cfg" >"$out" 2>&1 &
+        ;;
+    *) die "unknown proxy $name" ;;
+    esac
+    PROXY_PID=$!
+    BENCH_PIDS+=("$PROXY_PID")
+    wait_port "$PROXY_PORT" "$PROXY_PID" || { cat "$out" >&2; die "$name did not start"; }
+    check_hello "$PROXY_PORT" || { cat "$out" >&2; die "$name does not proxy hello"; }
+}
+
+# tree_rss_kib PID: VmRSS (KiB) summed over PID and all its descendants.
+tree_rss_kib() {
+    local pid total=0 rss queue=("$1") kids
+    while [ ${#queue[@]} -gt 0 ]; do
+        pid=${queue[0]}
+        queue=("${queue[@]:1}")
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+        total=$((total + ${rss:-0}))
+        kids=$(cat "/proc/$pid/task/"*/children 2>/dev/null)
+        for k in $kids; do queue+=("$k"); done
+    done
+    echo "$total"
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# wharf quickstart: build wharfd, start three demo web servers and wharfd in
+# front of them on :8080, then exit leaving them running.
+#   contrib/quickstart.sh          start (or restart) the demo
+#   contrib/quickstart.sh --stop   stop everything it started
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+state=${WHARF_QUICKSTART_DIR:-/tmp/wharf-quickstart}
+port=${WHARF_QUICKSTART_PORT:-8080}
+build="$top/build/quickstart"
+
+stop() {
+    [ -f "$state/pids" ] || return 0
+    while read -r pid; do
+        kill "$pid" 2>/dev/null || true
+    done <"$state/pids"
+    for _ in $(seq 50); do
+        alive=0
+        while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$state/pids"
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    rm -f "$state/pids"
+}
+
+if [ "${1:-}" = "--stop" ]; then
+    stop
+    echo "wharf quickstart stopped"
+    exit 0
+fi
+
+install_packages() {
+    local pkgs=(build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev
+        libcurl4-openssl-dev libcjson-dev libconfig-dev curl)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+echo "==> installing build dependencies"
+install_packages
+echo "==> building wharfd"
+(cd "$top" && autoreconf -fi >/dev/null 2>&1)
+mkdir -p "$build"
+(cd "$build" && "$top/configure" -q CFLAGS="-O2 -g" && make -s -j"$(nproc)" wharfd tests/app/demo-app) \
+    >"$build.log" 2>&1 || { cat "$build.log"; exit 1; }
+
+stop
+mkdir -p "$state"
+: >"$state/pids"
+echo "==> starting three demo servers on 127.0.0.1:9001-9003"
+for i in 1 2 3; do
+    PORT=$((9000 + i)) WHARF_TASK_ID="demo-$i" DEMO_VERSION=v1 \
+        setsid "$build/tests/app/demo-app" >"$state/demo-$i.log" 2>&1 </dev/null &
+    echo $! >>"$state/pids"
+done
+
+cat >"$state/wharfd.conf" <<CONF
+# Written by contrib/quickstart.sh
+workers = 0;
+log = { level = "info"; };
+listeners = (
+  { name = "http"; bind = "0.0.0.0:$port"; protocol = "http";
+    default_action = { forward = ( { target_group = "web"; } ); }; }
+);
+target_groups = (
+  { name = "web"; targets = ( "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003" ); }
+);
+CONF
+"$build/wharfd" -t -c "$state/wharfd.conf"
+echo "==> starting wharfd on :$port"
+setsid "$build/wharfd" -c "$state/wharfd.conf" >"$state/wharfd.log" 2>&1 </dev/null &
+echo $! >>"$state/pids"
+
+deadline=$((SECONDS + 15))
+until curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+        echo "wharfd did not answer on :$port; its log:" >&2
+        cat "$state/wharfd.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+
+echo "==> three requests through wharfd (round robin):"
+for _ in 1 2 3; do
+    curl -fsS "http://127.0.0.1:$port/"
+    echo
+done
+cat <<MSG
+
+wharf is running: wharfd on :$port in front of three demo servers.
+  curl http://127.0.0.1:$port/          # each request goes to the next server
+  tail -f $state/wharfd.log             # wharfd's log
+  contrib/quickstart.sh --stop          # stop everything
+MSG

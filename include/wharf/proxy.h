@@ -1,0 +1,45 @@
+/* wharf proxy: the data path. One wh_proxy per worker thread, each on its
+ * own event_base with its own SO_REUSEPORT listening sockets, sessions and
+ * upstream connection pool. A worker reads the configuration it was given
+ * (immutable) and never calls into the controller.
+ */
+#ifndef WHARF_PROXY_H
+#define WHARF_PROXY_H
+
+#include <stddef.h>
+
+struct event_base;
+struct wh_config;
+struct wh_proxy;
+
+/* New worker proxy on base, serving cfg (borrowed until release(arg) is
+ * called, once no request uses it any more; release may be NULL). Opens
+ * every listener with SO_REUSEPORT. Returns NULL with err set. */
+struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *cfg, int worker_id,
+                              void (*release)(void *arg), void *release_arg, char *err,
+                              size_t errlen);
+
+/* Serve cfg from now on (call on the worker's thread). Requests under way
+ * finish with the configuration they started with; release(arg) is called
+ * for cfg once it is no longer used. Listeners are matched by name: added
+ * ones open, removed ones close, a changed bind is logged as needing a
+ * restart. */
+int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg, void (*release)(void *arg),
+                    void *release_arg);
+
+/* Stop accepting, close idle client connections and let in-flight requests
+ * finish; calls done(arg) on the proxy's loop once no session is left or
+ * after timeouts.shutdown_drain, whichever comes first. */
+void wh_proxy_shutdown(struct wh_proxy *p, void (*done)(void *arg), void *arg);
+
+void wh_proxy_free(struct wh_proxy *p);
+
+struct wh_access_log;
+/* Log every request to alog (borrowed; NULL = off). Call before the worker
+ * runs. Lines are flushed every 200 ms or 32 KiB. */
+int wh_proxy_set_access_log(struct wh_proxy *p, struct wh_access_log *alog);
+
+/* Number of open client sessions (for draining and metrics). */
+size_t wh_proxy_sessions(const struct wh_proxy *p);
+
+#endif

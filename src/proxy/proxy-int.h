@@ -1,0 +1,189 @@
+/* Private declarations of the proxy module. */
+#ifndef WHARF_PROXY_INT_H
+#define WHARF_PROXY_INT_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "wharf/accesslog.h"
+#include "wharf/config.h"
+#include "wharf/http.h"
+#include "wharf/proxy.h"
+
+#define WH_PROXY_MAGIC 0x50525859u   /* "PRXY" */
+#define WH_SESSION_MAGIC 0x53455353u /* "SESS" */
+#define WH_UPCONN_MAGIC 0x55504331u  /* "UPC1" */
+
+/* Bytes buffered toward a slow peer before we stop reading the other side. */
+#define WH_HIGH_WATER (256 * 1024)
+#define WH_ACCESS_LOG_FLUSH (32 * 1024) /* buffered access-log bytes that force a write */
+#define WH_POOL_IDLE_MAX 64      /* idle upstream connections kept per target */
+#define WH_POOL_IDLE_TIMEOUT 60. /* seconds an idle upstream connection is kept */
+
+struct wh_session;
+struct wh_target;
+
+/* One upstream connection: connecting, busy with a session, or idle in its
+ * target's pool. */
+struct wh_upconn {
+    uint32_t magic;
+    struct bufferevent *bev;
+    struct wh_target *target;
+    struct wh_session *session; /* NULL while idle in the pool */
+    int connected;
+    unsigned requests; /* requests served on it: >0 means it is a reused one */
+    TAILQ_ENTRY(wh_upconn) pool_link;
+};
+TAILQ_HEAD(wh_upconn_list, wh_upconn);
+
+/* A target of a group as a worker sees it. */
+struct wh_target {
+    const struct wh_cfg_target *cfg;
+    struct wh_upconn_list idle;
+    size_t n_idle;
+};
+
+struct wh_group {
+    const struct wh_cfg_target_group *cfg;
+    struct wh_target *targets;
+    size_t n_targets;
+    unsigned rr_next;
+};
+
+/* One configuration as a worker serves it: the groups (with their upstream
+ * pools) built from it. A request holds a reference to the generation it
+ * started in, so a reload never pulls a group from under it; the old one is
+ * freed, and its configuration released, when its last request ends. */
+struct wh_gen {
+    struct wh_proxy *proxy;
+    const struct wh_config *cfg;
+    void (*release)(void *arg); /* called once the generation dies */
+    void *release_arg;
+    struct wh_group *groups;
+    size_t n_groups;
+    unsigned refs;
+};
+
+struct wh_listener {
+    struct wh_proxy *proxy;
+    const struct wh_cfg_listener *cfg; /* in the current generation's config */
+    struct evconnlistener *evl;
+    struct wh_gen *pinned; /* a removed listener keeps its config alive */
+    int removed;
+    char port_text[8];
+};
+
+TAILQ_HEAD(wh_session_list, wh_session);
+
+struct wh_proxy {
+    uint32_t magic;
+    struct event_base *base;
+    struct wh_gen *gen; /* current generation */
+    int worker_id;
+    struct wh_listener **listeners; /* never moved: sessions point at them */
+    size_t n_listeners;
+    struct wh_session_list sessions;
+    size_t n_sessions;
+    uint64_t rng;
+    struct wh_access_log *alog; /* borrowed from the daemon; NULL = off */
+    struct evbuffer *alog_buf;  /* this worker's lines not yet written */
+    struct event *alog_timer;
+    int shutting_down;
+    struct event *drain_timer;
+    void (*drain_done)(void *);
+    void *drain_arg;
+};
+
+/* ---- proxy.c ---- */
+
+struct wh_gen *wh_gen_acquire(struct wh_proxy *p);
+void wh_gen_release(struct wh_gen *g);
+/* The group a listener's default action forwards to in g, or NULL. */
+struct wh_group *wh_gen_default_group(struct wh_gen *g, const struct wh_listener *l);
+
+/* ---- balancer.c: the seam target selection goes through ---- */
+
+/* Pick a target of g other than `exclude` (may be NULL); NULL when the group
+ * has no target to offer. */
+struct wh_target *wh_balancer_pick(struct wh_group *g, const struct wh_target *exclude);
+
+/* ---- pool.c ---- */
+
+/* An idle pooled connection to t (marked busy for s), or NULL. */
+struct wh_upconn *wh_pool_take(struct wh_target *t, struct wh_session *s);
+/* Start a new connection to t for s; NULL on immediate failure. */
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_target *t,
+                                    struct wh_session *s);
+/* Return a connection whose last exchange was complete and well framed. */
+void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u);
+/* Close and free (never reused). */
+void wh_upconn_free(struct wh_upconn *u);
+void wh_pool_clear(struct wh_target *t);
+
+/* ---- headers.c: head rewriting (pure, unit tested) ---- */
+
+struct wh_fwd_info {
+    const char *client_ip;   /* text of the TCP peer address */
+    const char *proto;       /* "http" or "https" */
+    const char *port;        /* listener port as text */
+    const char *request_id;  /* 1..128 of [A-Za-z0-9._-] */
+    const char *host_default; /* Host to add when the client sent none (HTTP/1.0) */
+    int upgrade;              /* forward Upgrade and ask for a tunnel */
+};
+
+/* True when s is a request id we keep: 1-128 of [A-Za-z0-9._-]. */
+int wh_request_id_valid(const char *s, size_t len);
+
+/* Write the upstream request head for req (parsed from buf) to out:
+ * HTTP/1.1 request line, end-to-end headers, X-Forwarded-*, X-Request-Id.
+ * Drops hop-by-hop headers, those named by Connection, Expect. */
+int wh_rewrite_request(struct evbuffer *out, const char *buf, const struct wh_http_msg *req,
+                       const struct wh_fwd_info *fwd);
+
+/* Which X-Request-Id to use: the client's when valid (copied to id_out),
+ * else a new one made from rng. id_out has room for 129 bytes. */
+void wh_request_id_pick(const char *buf, const struct wh_http_msg *req, uint64_t *rng,
+                        char *id_out);
+
+#define WH_RESP_CLOSE 0x1    /* tell the client the connection closes */
+#define WH_RESP_KEEPALIVE 0x2 /* HTTP/1.0 client kept alive: say so */
+#define WH_RESP_DECHUNK 0x4  /* body is de-chunked: drop Transfer-Encoding */
+#define WH_RESP_UPGRADE 0x8  /* 101 Switching Protocols: keep Upgrade */
+
+/* Write the client response head for resp (parsed from buf) to out. */
+int wh_rewrite_response(struct evbuffer *out, const char *buf, const struct wh_http_msg *resp,
+                        unsigned flags, const char *request_id);
+
+/* A complete error response made by wharfd itself. */
+void wh_error_response(struct evbuffer *out, int status, int close, const char *request_id);
+
+/* ---- session.c ---- */
+
+void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockaddr *sa, int salen);
+void wh_session_free(struct wh_session *s);
+/* Upstream connection events, dispatched from pool.c. */
+void wh_session_upstream_connected(struct wh_session *s);
+void wh_session_upstream_read(struct wh_session *s);
+void wh_session_upstream_event(struct wh_session *s, short what);
+void wh_session_upstream_drained(struct wh_session *s);
+/* Close the session if it is idle between requests (shutdown). */
+void wh_session_close_if_idle(struct wh_session *s);
+void wh_sessions_close_idle(struct wh_proxy *p);
+void wh_sessions_free_all(struct wh_proxy *p);
+
+uint64_t wh_rng_next(uint64_t *state);
+
+static inline struct timeval wh_tv(double seconds)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)seconds;
+    tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+    return tv;
+}
+
+#endif

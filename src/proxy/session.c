@@ -1,0 +1,829 @@
+/* A client connection and the exchange of each of its requests with an
+ * upstream: parse the head strictly, route, forward head and body, relay the
+ * response, then keep the connection for the next request or close it.
+ *
+ * Functions that may free the session return -1 ("session gone"); their
+ * callers must return at once. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "wharf/accesslog.h"
+
+#include "wharf/log.h"
+#include "proxy-int.h"
+
+enum sess_state {
+    SS_HEAD,    /* waiting for or reading a request head */
+    SS_FORWARD, /* routed: exchange with an upstream in progress */
+    SS_TUNNEL,  /* after 101 Switching Protocols: bytes both ways */
+    SS_CLOSING, /* flushing what we wrote, then closing */
+};
+
+enum resp_state { RS_NONE, RS_BODY };
+
+struct wh_session {
+    uint32_t magic;
+    struct wh_proxy *proxy;
+    struct wh_listener *listener;
+    struct bufferevent *bev;
+    TAILQ_ENTRY(wh_session) link;
+    char client_ip[INET6_ADDRSTRLEN];
+    enum sess_state state;
+    struct event *timer; /* client_header, then upstream_response deadline */
+
+    struct wh_http_parser req_parser;
+    struct wh_http_msg req;
+    struct wh_http_body req_body;
+    int req_keepalive;
+    int req_body_done;
+    uint64_t req_body_sent;
+    struct evbuffer *req_head; /* rewritten head, kept for a retry */
+    char request_id[129];
+    struct wh_gen *gen; /* held from a request's head to its end */
+    struct wh_group *group;
+    struct wh_target *target;
+    struct wh_upconn *up;
+    int retried;
+    int upgrade; /* the request asks for a protocol switch */
+
+    struct wh_http_parser resp_parser;
+    struct wh_http_msg resp;
+    struct wh_http_body resp_body;
+    enum resp_state resp_state;
+    int resp_started; /* a byte of the response reached the client buffer */
+    int dechunk;
+    int close_after;
+    int lingering;
+
+    /* for the access log (filled only when it is on) */
+    int client_port;
+    double t_start, t_connect, t_sent, t_resp;
+    uint64_t bytes_in, bytes_out;
+    char method[16];
+    char path[256];
+    size_t path_len;
+};
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+static int parse_request_head(struct wh_session *s);
+static int start_upstream(struct wh_session *s, const struct wh_target *exclude);
+static int next_request(struct wh_session *s);
+static int start_tunnel(struct wh_session *s, const char *buf);
+
+static const struct wh_config *cfg_of(struct wh_session *s)
+{
+    return s->gen ? s->gen->cfg : s->proxy->gen->cfg;
+}
+
+static void set_client_timeouts(struct wh_session *s)
+{
+    struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
+    bufferevent_set_timeouts(s->bev, &idle, &idle);
+}
+
+void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockaddr *sa, int salen)
+{
+    struct wh_proxy *p = l->proxy;
+    struct wh_session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        evutil_closesocket(fd);
+        return;
+    }
+    s->magic = WH_SESSION_MAGIC;
+    s->proxy = p;
+    s->listener = l;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->client_port = ntohs(((struct sockaddr_in *)sa)->sin_port); /* same offset in v6 */
+    if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, s->client_ip,
+                  sizeof(s->client_ip));
+    else
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, s->client_ip,
+                  sizeof(s->client_ip));
+    s->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->timer = evtimer_new(p->base, timer_cb, s);
+    s->req_head = evbuffer_new();
+    if (!s->bev || !s->timer || !s->req_head) {
+        if (!s->bev)
+            evutil_closesocket(fd);
+        wh_session_free(s);
+        return;
+    }
+    wh_http_parser_init(&s->req_parser, WH_HTTP_REQUEST, cfg_of(s)->limits.max_header_bytes);
+    wh_http_msg_init(&s->req, WH_HTTP_REQUEST);
+    wh_http_parser_init(&s->resp_parser, WH_HTTP_RESPONSE, cfg_of(s)->limits.max_header_bytes);
+    wh_http_msg_init(&s->resp, WH_HTTP_RESPONSE);
+    TAILQ_INSERT_TAIL(&p->sessions, s, link);
+    p->n_sessions++;
+    bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
+    set_client_timeouts(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void release_upstream(struct wh_session *s, int reusable)
+{
+    struct wh_upconn *u = s->up;
+    if (!u)
+        return;
+    s->up = NULL;
+    if (reusable) {
+        wh_pool_put(s->proxy, u);
+    } else {
+        u->session = NULL;
+        wh_upconn_free(u);
+    }
+}
+
+void wh_sessions_free_all(struct wh_proxy *p)
+{
+    struct wh_session *s;
+    while ((s = TAILQ_FIRST(&p->sessions)) != NULL)
+        wh_session_free(s);
+}
+
+void wh_session_free(struct wh_session *s)
+{
+    struct wh_proxy *p = s->proxy;
+    release_upstream(s, 0);
+    wh_gen_release(s->gen);
+    if (s->bev)
+        bufferevent_free(s->bev);
+    if (s->timer)
+        event_free(s->timer);
+    if (s->req_head)
+        evbuffer_free(s->req_head);
+    wh_http_msg_free(&s->req);
+    wh_http_msg_free(&s->resp);
+    if (s->link.tqe_prev) {
+        TAILQ_REMOVE(&p->sessions, s, link);
+        p->n_sessions--;
+    }
+    s->magic = 0;
+    free(s);
+    if (p->shutting_down && p->n_sessions == 0 && p->drain_done)
+        p->drain_done(p->drain_arg);
+}
+
+/* Close once what was written has left: half-close, then read and drop
+ * what the client still sends for a moment, so a pending request of its
+ * does not turn our answer into a reset. */
+static int enter_closing(struct wh_session *s)
+{
+    release_upstream(s, 0);
+    evtimer_del(s->timer);
+    s->state = SS_CLOSING;
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        client_write_cb(s->bev, s);
+        return -1;
+    }
+    return -1;
+}
+
+/* Lingering is bounded in total, so a client that keeps dripping bytes
+ * cannot hold the connection open. */
+#define WH_LINGER_SECONDS 1.0
+
+static void start_lingering(struct wh_session *s)
+{
+    struct timeval tv = wh_tv(WH_LINGER_SECONDS);
+    s->lingering = 1;
+    shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+    bufferevent_set_timeouts(s->bev, NULL, NULL);
+    evtimer_add(s->timer, &tv);
+    bufferevent_disable(s->bev, EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ);
+}
+
+static double now_real(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int access_log_on(const struct wh_session *s)
+{
+    return s->proxy->alog != NULL;
+}
+
+static const char *error_code(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 408: return "client_header_timeout";
+    case 413: return "body_too_large";
+    case 431: return "header_too_large";
+    case 501: return "unsupported_transfer_coding";
+    case 502: return "bad_gateway";
+    case 503: return "no_targets";
+    case 504: return "upstream_timeout";
+    case 505: return "version_not_supported";
+    default: return "error";
+    }
+}
+
+static double since(double t0, double t1)
+{
+    return t0 > 0 && t1 >= t0 ? t1 - t0 : -1;
+}
+
+/* One access-log line for the request that ends now. */
+static void log_request(struct wh_session *s, int status, const char *error)
+{
+    if (!access_log_on(s))
+        return;
+    double end = now_real();
+    struct wh_access_entry e = {
+        .time = s->t_start > 0 ? s->t_start : end,
+        .client_ip = s->client_ip,
+        .client_port = s->client_port,
+        .listener = s->listener->cfg->name,
+        .method = s->method[0] ? s->method : NULL,
+        .method_len = strlen(s->method),
+        .path = s->method[0] ? s->path : NULL,
+        .path_len = s->path_len,
+        .protocol = s->req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
+        .status = status,
+        .bytes_in = s->bytes_in + s->req_body_sent,
+        .bytes_out = s->bytes_out,
+        .target_group = s->group ? s->group->cfg->name : NULL,
+        .target = s->target ? s->target->cfg->addr.text : NULL,
+        .connect_time = since(s->t_connect, s->t_sent),
+        .response_time = since(s->t_sent, s->t_resp),
+        .total_time = since(s->t_start, end),
+        .request_id = s->request_id[0] ? s->request_id : NULL,
+        .error = error,
+    };
+    wh_access_format(s->proxy->alog_buf, &e);
+    if (evbuffer_get_length(s->proxy->alog_buf) >= WH_ACCESS_LOG_FLUSH)
+        wh_access_log_flush(s->proxy->alog, s->proxy->alog_buf);
+}
+
+/* Remember what the log needs of the head before the head's bytes go. */
+static void note_request(struct wh_session *s, const char *buf)
+{
+    if (!access_log_on(s))
+        return;
+    size_t n = s->req.method_span.len < sizeof(s->method) - 1 ? s->req.method_span.len
+                                                              : sizeof(s->method) - 1;
+    memcpy(s->method, buf + s->req.method_span.off, n);
+    s->method[n] = '\0';
+    s->path_len = s->req.target.len < sizeof(s->path) ? s->req.target.len : sizeof(s->path);
+    memcpy(s->path, buf + s->req.target.off, s->path_len);
+    s->bytes_in = s->req.head_len;
+}
+
+/* Answer with an error made here. Closes when asked, when the request body
+ * was not consumed, or when the client wants it; else ready for the next
+ * request. */
+static int reply_error(struct wh_session *s, int status, int force_close)
+{
+    if (s->resp_started)
+        return enter_closing(s); /* a response is half sent: only a close can tell */
+    release_upstream(s, 0);
+    evtimer_del(s->timer);
+    int close = force_close || !s->req_keepalive || !s->req_body_done || s->proxy->shutting_down;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    size_t before = evbuffer_get_length(out);
+    wh_error_response(out, status, close, s->request_id);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    log_request(s, status, error_code(status));
+    wh_log_debug("proxy", "%s: %d %s", s->client_ip, status, wh_http_reason(status));
+    if (close)
+        return enter_closing(s);
+    return next_request(s);
+}
+
+/* Ready the session for the next request on the same connection. */
+static int next_request(struct wh_session *s)
+{
+    if (s->listener->removed)
+        return enter_closing(s);
+    wh_gen_release(s->gen);
+    s->gen = NULL;
+    s->state = SS_HEAD;
+    s->req_parser.max_head_bytes = cfg_of(s)->limits.max_header_bytes;
+    wh_http_parser_reset(&s->req_parser);
+    wh_http_msg_reset(&s->req);
+    wh_http_parser_reset(&s->resp_parser);
+    wh_http_msg_reset(&s->resp);
+    evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
+    s->req_body_done = 0;
+    s->req_body_sent = 0;
+    s->resp_state = RS_NONE;
+    s->resp_started = 0;
+    s->retried = 0;
+    s->dechunk = 0;
+    s->close_after = 0;
+    s->upgrade = 0;
+    s->target = NULL;
+    s->group = NULL;
+    s->request_id[0] = '\0';
+    s->method[0] = '\0';
+    s->t_start = s->t_connect = s->t_sent = s->t_resp = 0;
+    s->bytes_in = s->bytes_out = 0;
+    set_client_timeouts(s);
+    bufferevent_enable(s->bev, EV_READ);
+    return parse_request_head(s);
+}
+
+/* ---- request side ---- */
+
+static int body_empty(const struct wh_http_body *b)
+{
+    return b->mode == WH_BODY_NONE || (b->mode == WH_BODY_LENGTH && b->remaining == 0);
+}
+
+
+static void stop_reading_if_full(struct bufferevent *from, struct bufferevent *to)
+{
+    if (evbuffer_get_length(bufferevent_get_output(to)) >= WH_HIGH_WATER)
+        bufferevent_disable(from, EV_READ);
+}
+
+static int request_body_error(struct wh_session *s, int status)
+{
+    /* The upstream must see an incomplete message and a closed connection. */
+    release_upstream(s, 0);
+    return reply_error(s, status, 1);
+}
+
+static int pump_request_body(struct wh_session *s)
+{
+    if (s->req_body_done || !s->up || !s->up->connected)
+        return 0;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->up->bev);
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t consumed = 0, poff, plen;
+        int rc = wh_http_body_next(&s->req_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
+        if (rc < 0)
+            return request_body_error(s, -rc);
+        evbuffer_remove_buffer(in, out, consumed);
+        s->req_body_sent += consumed;
+        if (rc == WH_HTTP_DONE) {
+            s->req_body_done = 1;
+            break;
+        }
+        if (consumed == 0)
+            break;
+    }
+    /* Pipelined requests wait until this exchange is over. */
+    if (s->req_body_done || evbuffer_get_length(out) >= WH_HIGH_WATER)
+        bufferevent_disable(s->bev, EV_READ);
+    else
+        bufferevent_enable(s->bev, EV_READ);
+    return 0;
+}
+
+static void start_response_timer(struct wh_session *s)
+{
+    struct timeval tv = wh_tv(cfg_of(s)->timeouts.upstream_response);
+    evtimer_add(s->timer, &tv);
+}
+
+/* The upstream connection is up: send the head, then what body we have. */
+void wh_session_upstream_connected(struct wh_session *s)
+{
+    struct wh_upconn *u = s->up;
+    struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
+    bufferevent_set_timeouts(u->bev, NULL, &idle);
+    bufferevent_setwatermark(u->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
+    size_t n = evbuffer_get_length(s->req_head);
+    evbuffer_add(bufferevent_get_output(u->bev), evbuffer_pullup(s->req_head, -1), n);
+    if (access_log_on(s))
+        s->t_sent = now_real();
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    start_response_timer(s);
+    if (body_empty(&s->req_body)) {
+        s->req_body_done = 1;
+        bufferevent_disable(s->bev, EV_READ);
+        return;
+    }
+    pump_request_body(s);
+}
+
+static int is_idempotent(enum wh_http_method m)
+{
+    return m == WH_METHOD_GET || m == WH_METHOD_HEAD || m == WH_METHOD_OPTIONS ||
+           m == WH_METHOD_TRACE || m == WH_METHOD_PUT || m == WH_METHOD_DELETE;
+}
+
+static int can_retry(struct wh_session *s)
+{
+    return !s->retried && is_idempotent(s->req.method) && s->req_body_sent == 0 &&
+           s->resp_state == RS_NONE;
+}
+
+static int start_upstream(struct wh_session *s, const struct wh_target *exclude)
+{
+    struct wh_target *t = wh_balancer_pick(s->group, exclude);
+    if (!t)
+        return reply_error(s, 502, 0);
+    s->target = t;
+    s->up = exclude ? NULL : wh_pool_take(t, s);
+    if (s->up) {
+        wh_session_upstream_connected(s);
+        return 0;
+    }
+    if (access_log_on(s))
+        s->t_connect = now_real();
+    s->up = wh_upconn_connect(s->proxy, t, s);
+    if (!s->up) {
+        if (can_retry(s) && s->group->n_targets > 1) {
+            s->retried = 1;
+            return start_upstream(s, t);
+        }
+        return reply_error(s, 502, 0);
+    }
+    return 0;
+}
+
+/* Retry on a fresh connection to the same target (a pooled one died). */
+static int retry_fresh(struct wh_session *s)
+{
+    s->retried = 1;
+    release_upstream(s, 0);
+    evtimer_del(s->timer);
+    s->up = wh_upconn_connect(s->proxy, s->target, s);
+    if (!s->up)
+        return reply_error(s, 502, 0);
+    return 0;
+}
+
+/* Pick the group; 0 with the upstream head written, or -1 when answered. */
+static int route_request(struct wh_session *s, const char *buf)
+{
+    struct wh_group *g = wh_gen_default_group(s->gen, s->listener);
+    s->group = g;
+    if (!g || g->n_targets == 0) {
+        evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
+        s->req_body_done = body_empty(&s->req_body);
+        reply_error(s, 503, 0);
+        return -1;
+    }
+    struct wh_fwd_info fwd = {
+        .client_ip = s->client_ip,
+        .proto = "http",
+        .port = s->listener->port_text,
+        .request_id = s->request_id,
+        .host_default = g->targets[0].cfg->addr.text,
+        .upgrade = s->upgrade,
+    };
+    wh_rewrite_request(s->req_head, buf, &s->req, &fwd);
+    return 0;
+}
+
+static void start_header_timer(struct wh_session *s)
+{
+    if (evtimer_pending(s->timer, NULL))
+        return;
+    struct timeval tv = wh_tv(cfg_of(s)->timeouts.client_header);
+    evtimer_add(s->timer, &tv);
+}
+
+static int parse_request_head(struct wh_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0 || s->state != SS_HEAD)
+        return 0;
+    start_header_timer(s);
+    if (access_log_on(s) && s->t_start == 0)
+        s->t_start = now_real();
+    size_t max = cfg_of(s)->limits.max_header_bytes + 1;
+    size_t n = len < max ? len : max;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    int rc = wh_http_parse_head(&s->req_parser, buf, n, &s->req);
+    if (rc == WH_HTTP_AGAIN)
+        return 0;
+    evtimer_del(s->timer);
+    if (rc < 0)
+        return reply_error(s, -rc, 1);
+    s->gen = wh_gen_acquire(s->proxy);
+    s->req_keepalive = wh_http_keep_alive(&s->req);
+    s->upgrade = (s->req.flags & WH_HTTP_F_UPGRADE) && (s->req.flags & WH_HTTP_F_CONN_UPGRADE) &&
+                 s->req.version_minor == 1;
+    wh_request_id_pick(buf, &s->req, &s->proxy->rng, s->request_id);
+    note_request(s, buf);
+    uint64_t max_body = cfg_of(s)->limits.max_body_bytes;
+    if (max_body && (s->req.flags & WH_HTTP_F_CONTENT_LENGTH) && s->req.content_length > max_body)
+        return reply_error(s, 413, 1);
+    wh_http_body_init(&s->req_body, s->req.body_mode, s->req.content_length, max_body);
+    if (route_request(s, buf) < 0)
+        return -1;
+    evbuffer_drain(in, s->req.head_len);
+    s->req_body_done = 0;
+    s->state = SS_FORWARD;
+    bufferevent_disable(s->bev, EV_READ); /* the body waits for the upstream */
+    if ((s->req.flags & WH_HTTP_F_EXPECT_CONTINUE) && s->req.version_minor == 1 &&
+        s->req.body_mode != WH_BODY_NONE)
+        evbuffer_add(bufferevent_get_output(s->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return start_upstream(s, NULL);
+}
+
+/* ---- response side ---- */
+
+static int finish_response(struct wh_session *s)
+{
+    log_request(s, s->resp.status, NULL);
+    int upstream_reusable = s->req_body_done && s->resp_body.mode != WH_BODY_UNTIL_CLOSE &&
+                            wh_http_keep_alive(&s->resp);
+    release_upstream(s, upstream_reusable);
+    if (s->close_after || s->proxy->shutting_down)
+        return enter_closing(s);
+    return next_request(s);
+}
+
+static int pump_response_body(struct wh_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->up->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    if (body_empty(&s->resp_body))
+        return finish_response(s);
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t consumed = 0, poff = 0, plen = 0;
+        int rc = wh_http_body_next(&s->resp_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
+        if (rc < 0)
+            return enter_closing(s); /* the response is half sent: close */
+        if (s->dechunk) {
+            evbuffer_add(out, (const char *)v.iov_base + poff, plen);
+            evbuffer_drain(in, consumed);
+            s->bytes_out += plen;
+        } else {
+            evbuffer_remove_buffer(in, out, consumed);
+            s->bytes_out += consumed;
+        }
+        if (rc == WH_HTTP_DONE)
+            return finish_response(s);
+        if (consumed == 0)
+            break;
+    }
+    stop_reading_if_full(s->up->bev, s->bev);
+    return 0;
+}
+
+static unsigned response_flags(struct wh_session *s)
+{
+    enum wh_http_body_mode mode = s->resp_body.mode;
+    s->dechunk = mode == WH_BODY_CHUNKED && s->req.version_minor == 0;
+    if (!s->req_keepalive || !s->req_body_done || mode == WH_BODY_UNTIL_CLOSE || s->dechunk ||
+        s->proxy->shutting_down)
+        s->close_after = 1;
+    unsigned flags = s->dechunk ? WH_RESP_DECHUNK : 0;
+    if (s->close_after)
+        flags |= WH_RESP_CLOSE;
+    else if (s->req.version_minor == 0)
+        flags |= WH_RESP_KEEPALIVE;
+    return flags;
+}
+
+/* ---- tunnels (WebSocket and other upgrades) ---- */
+
+/* Move what one side sent to the other, stopping reads while the other side
+ * is behind. */
+static void tunnel_pump(struct bufferevent *from, struct bufferevent *to)
+{
+    evbuffer_add_buffer(bufferevent_get_output(to), bufferevent_get_input(from));
+    if (evbuffer_get_length(bufferevent_get_output(to)) >= WH_HIGH_WATER)
+        bufferevent_disable(from, EV_READ);
+}
+
+static int start_tunnel(struct wh_session *s, const char *buf)
+{
+    evtimer_del(s->timer);
+    wh_rewrite_response(bufferevent_get_output(s->bev), buf, &s->resp, WH_RESP_UPGRADE,
+                        s->request_id);
+    evbuffer_drain(bufferevent_get_input(s->up->bev), s->resp.head_len);
+    evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
+    s->resp_started = 1;
+    s->state = SS_TUNNEL;
+    if (access_log_on(s))
+        s->t_resp = now_real();
+    log_request(s, 101, NULL);
+    struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
+    bufferevent_set_timeouts(s->up->bev, &idle, &idle);
+    tunnel_pump(s->up->bev, s->bev);
+    tunnel_pump(s->bev, s->up->bev);
+    bufferevent_enable(s->bev, EV_READ);
+    return 0;
+}
+
+/* Parse the response head; 1xx interim responses are dropped (we answered
+ * 100-continue ourselves). Returns 1 when the head is done. */
+static int parse_response_head(struct wh_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->up->bev);
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return 0;
+        size_t max = cfg_of(s)->limits.max_header_bytes + 1;
+        size_t n = len < max ? len : max;
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        int rc = wh_http_parse_head(&s->resp_parser, buf, n, &s->resp);
+        if (rc == WH_HTTP_AGAIN)
+            return 0;
+        if (rc < 0 || (s->resp.status == 101 && !s->upgrade))
+            return reply_error(s, 502, 0);
+        if (s->resp.status == 101)
+            return start_tunnel(s, buf);
+        if (s->resp.status >= 200)
+            break;
+        evbuffer_drain(in, s->resp.head_len);
+        wh_http_parser_reset(&s->resp_parser);
+        wh_http_msg_reset(&s->resp);
+    }
+    const char *buf = (const char *)evbuffer_pullup(in, s->resp.head_len);
+    evtimer_del(s->timer);
+    wh_http_body_init(&s->resp_body, wh_http_response_body_mode(&s->resp, s->req.method),
+                      s->resp.content_length, 0);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    size_t before = evbuffer_get_length(out);
+    wh_rewrite_response(out, buf, &s->resp, response_flags(s), s->request_id);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    if (access_log_on(s))
+        s->t_resp = now_real();
+    evbuffer_drain(in, s->resp.head_len);
+    evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
+    s->resp_started = 1;
+    s->resp_state = RS_BODY;
+    struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
+    bufferevent_set_timeouts(s->up->bev, &idle, &idle);
+    return 1;
+}
+
+void wh_session_upstream_read(struct wh_session *s)
+{
+    if (s->state == SS_TUNNEL) {
+        tunnel_pump(s->up->bev, s->bev);
+        return;
+    }
+    if (s->resp_state == RS_NONE) {
+        int rc = parse_response_head(s);
+        if (rc <= 0)
+            return;
+    }
+    pump_response_body(s);
+}
+
+/* The upstream went away or timed out. */
+void wh_session_upstream_event(struct wh_session *s, short what)
+{
+    struct wh_upconn *u = s->up;
+    if (s->state == SS_TUNNEL) {
+        tunnel_pump(u->bev, s->bev);
+        enter_closing(s); /* deliver what the upstream said last, then close */
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (!u->connected)
+            reply_error(s, 504, 0);
+        else
+            reply_error(s, 504, 1); /* idle mid-exchange */
+        return;
+    }
+    if (s->resp_state == RS_BODY) {
+        if (pump_response_body(s) < 0)
+            return;
+        if (s->resp_body.mode == WH_BODY_UNTIL_CLOSE) {
+            s->close_after = 1;
+            finish_response(s);
+        } else {
+            enter_closing(s); /* truncated response: only a close can tell */
+        }
+        return;
+    }
+    if (!u->connected) { /* refused or unreachable */
+        if (can_retry(s) && s->group->n_targets > 1) {
+            s->retried = 1;
+            struct wh_target *failed = s->target;
+            release_upstream(s, 0);
+            start_upstream(s, failed);
+            return;
+        }
+        reply_error(s, 502, 0);
+        return;
+    }
+    /* Closed before a complete response head. A reused connection that
+     * closed before any byte raced with the upstream's idle close. */
+    int no_byte = evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
+    if (u->requests > 0 && no_byte && can_retry(s)) {
+        retry_fresh(s);
+        return;
+    }
+    reply_error(s, 502, 0);
+}
+
+void wh_session_upstream_drained(struct wh_session *s)
+{
+    if (s->state == SS_TUNNEL) {
+        bufferevent_enable(s->bev, EV_READ);
+        return;
+    }
+    if (s->state == SS_FORWARD && !s->req_body_done) {
+        bufferevent_enable(s->bev, EV_READ);
+        pump_request_body(s);
+    }
+}
+
+/* ---- client events ---- */
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wh_session *s = arg;
+    switch (s->state) {
+    case SS_HEAD:
+        parse_request_head(s);
+        break;
+    case SS_FORWARD:
+        pump_request_body(s);
+        break;
+    case SS_TUNNEL:
+        tunnel_pump(s->bev, s->up->bev);
+        break;
+    case SS_CLOSING: {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        break;
+    }
+    }
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wh_session *s = arg;
+    if (s->state == SS_CLOSING) {
+        if (!s->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            start_lingering(s);
+        return;
+    }
+    if (s->state == SS_TUNNEL) {
+        bufferevent_enable(s->up->bev, EV_READ);
+        return;
+    }
+    if (s->up && s->resp_state == RS_BODY) {
+        bufferevent_enable(s->up->bev, EV_READ);
+        wh_session_upstream_read(s);
+    }
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wh_session *s = arg;
+    if ((what & BEV_EVENT_EOF) && s->state == SS_FORWARD && s->req_body_done) {
+        s->close_after = 1; /* half-closed after a whole request: still answer */
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    wh_session_free(s);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wh_session *s = arg;
+    if (s->state == SS_CLOSING) {
+        wh_session_free(s); /* lingering is over */
+        return;
+    }
+    if (s->state == SS_HEAD) {
+        reply_error(s, 408, 1);
+        return;
+    }
+    if (s->state == SS_FORWARD && s->resp_state == RS_NONE)
+        reply_error(s, 504, 0);
+}
+
+void wh_sessions_close_idle(struct wh_proxy *p)
+{
+    struct wh_session *s, *next;
+    for (s = TAILQ_FIRST(&p->sessions); s; s = next) {
+        next = TAILQ_NEXT(s, link);
+        wh_session_close_if_idle(s);
+    }
+}
+
+void wh_session_close_if_idle(struct wh_session *s)
+{
+    if (s->state == SS_HEAD && evbuffer_get_length(bufferevent_get_input(s->bev)) == 0)
+        wh_session_free(s);
+}
