@@ -15,9 +15,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "wharf/accesslog.h"
+#include "wharf/api.h"
+#include "wharf/lag.h"
 #include "wharf/config.h"
 #include "wharf/log.h"
 #include "wharf/proxy.h"
@@ -55,6 +58,8 @@ struct wh_daemon {
     struct wh_worker *workers;
     int n_workers;
     struct wh_access_log *alog; /* NULL = off */
+    struct wh_lag *lag;         /* the control loop's own lag */
+    struct wh_api *api;         /* NULL without an admin block */
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
 };
 
@@ -227,6 +232,52 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
+static void daemon_metrics(void *arg, struct evbuffer *out)
+{
+    struct wh_daemon *d = arg;
+    evbuffer_add_printf(out,
+                        "# HELP wharf_event_loop_lag_seconds Largest lag of the control event loop "
+                        "over the last 10 s.\n# TYPE wharf_event_loop_lag_seconds gauge\n"
+                        "wharf_event_loop_lag_seconds %.6f\n",
+                        wh_lag_max(d->lag));
+    struct wh_proxy_stats sum = {0};
+    for (int i = 0; i < d->n_workers; i++) {
+        struct wh_proxy_stats st;
+        wh_proxy_stats(d->workers[i].proxy, &st);
+        sum.open_connections += st.open_connections;
+        for (int k = 0; k < 6; k++)
+            sum.responses[k] += st.responses[k];
+    }
+    evbuffer_add_printf(out,
+                        "# HELP wharf_workers Proxy worker threads.\n# TYPE wharf_workers gauge\n"
+                        "wharf_workers %d\n"
+                        "# HELP wharf_client_connections Open client connections.\n"
+                        "# TYPE wharf_client_connections gauge\nwharf_client_connections %llu\n"
+                        "# HELP wharf_http_responses_total Responses sent to clients by status "
+                        "class.\n# TYPE wharf_http_responses_total counter\n",
+                        d->n_workers, (unsigned long long)sum.open_connections);
+    static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int k = 0; k < 6; k++)
+        evbuffer_add_printf(out, "wharf_http_responses_total{code_class=\"%s\"} %llu\n", cls[k],
+                            (unsigned long long)sum.responses[k]);
+}
+
+static int start_admin(struct wh_daemon *d)
+{
+    d->lag = wh_lag_new(d->base);
+    if (!d->lag)
+        return -1;
+    if (!d->cfg->admin.enabled)
+        return 0;
+    char err[WH_ERR_LEN];
+    d->api = wh_api_new(d->base, &d->cfg->admin, err, sizeof(err));
+    if (!d->api) {
+        wh_log_error("main", "%s", err);
+        return -1;
+    }
+    return wh_api_add_metrics(d->api, daemon_metrics, d);
+}
+
 static int resolve_workers(const struct wh_config *cfg)
 {
     if (cfg->workers > 0)
@@ -264,6 +315,8 @@ static int daemon_start(struct wh_daemon *d)
     evsignal_add(d->sig_term, NULL);
     evsignal_add(d->sig_int, NULL);
     evsignal_add(d->sig_hup, NULL);
+    if (start_admin(d) < 0)
+        return -1;
     for (int i = 0; i < d->n_workers; i++)
         if (pthread_create(&d->workers[i].thread, NULL, worker_main, &d->workers[i]) != 0)
             return -1;
@@ -290,6 +343,8 @@ static void daemon_stop(struct wh_daemon *d)
     if (d->sig_usr1)
         event_free(d->sig_usr1);
     wh_access_log_free(d->alog);
+    wh_api_free(d->api);
+    wh_lag_free(d->lag);
     if (d->holder)
         holder_release(d->holder);
     else

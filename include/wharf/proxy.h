@@ -7,6 +7,7 @@
 #define WHARF_PROXY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct wh_config;
@@ -39,7 +40,14 @@ struct wh_access_log;
  * runs. Lines are flushed every 200 ms or 32 KiB. */
 int wh_proxy_set_access_log(struct wh_proxy *p, struct wh_access_log *alog);
 
-/* Number of open client sessions (for draining and metrics). */
+/* Number of open client sessions (worker thread only). */
 size_t wh_proxy_sessions(const struct wh_proxy *p);
+
+/* Counters any thread may read while the worker runs. */
+struct wh_proxy_stats {
+    uint64_t open_connections;
+    uint64_t responses[6]; /* by status class: [1] 1xx .. [5] 5xx, [0] other */
+};
+void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out);
 
 #endif

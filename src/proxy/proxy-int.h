@@ -2,6 +2,7 @@
 #ifndef WHARF_PROXY_INT_H
 #define WHARF_PROXY_INT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -89,6 +90,9 @@ struct wh_proxy {
     size_t n_listeners;
     struct wh_session_list sessions;
     size_t n_sessions;
+    /* read by the control thread for metrics: relaxed atomics, one writer */
+    atomic_size_t open_sessions;
+    atomic_uint_fast64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     uint64_t rng;
     struct wh_access_log *alog; /* borrowed from the daemon; NULL = off */
     struct evbuffer *alog_buf;  /* this worker's lines not yet written */

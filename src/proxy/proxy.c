@@ -331,6 +331,13 @@ size_t wh_proxy_sessions(const struct wh_proxy *p)
     return p->n_sessions;
 }
 
+void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out)
+{
+    out->open_connections = atomic_load_explicit(&p->open_sessions, memory_order_relaxed);
+    for (int i = 0; i < 6; i++)
+        out->responses[i] = atomic_load_explicit(&p->responses[i], memory_order_relaxed);
+}
+
 void wh_proxy_free(struct wh_proxy *p)
 {
     if (!p)

@@ -124,6 +124,7 @@ void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockadd
     wh_http_msg_init(&s->resp, WH_HTTP_RESPONSE);
     TAILQ_INSERT_TAIL(&p->sessions, s, link);
     p->n_sessions++;
+    atomic_store_explicit(&p->open_sessions, p->n_sessions, memory_order_relaxed);
     bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
     bufferevent_setwatermark(s->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
     set_client_timeouts(s);
@@ -167,6 +168,7 @@ void wh_session_free(struct wh_session *s)
     if (s->link.tqe_prev) {
         TAILQ_REMOVE(&p->sessions, s, link);
         p->n_sessions--;
+        atomic_store_explicit(&p->open_sessions, p->n_sessions, memory_order_relaxed);
     }
     s->magic = 0;
     free(s);
@@ -243,6 +245,11 @@ static double since(double t0, double t1)
 /* One access-log line for the request that ends now. */
 static void log_request(struct wh_session *s, int status, const char *error)
 {
+    int cls = status >= 100 && status < 600 ? status / 100 : 0;
+    /* One writer (this worker): a plain load and store, no locked add. */
+    atomic_uint_fast64_t *c = &s->proxy->responses[cls];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (!access_log_on(s))
         return;
     double end = now_real();

@@ -1,0 +1,36 @@
+/* wharf admin API: JSON over HTTP on the admin listener (libevent's evhttp,
+ * loopback only), on the control thread. Modules register their routes and
+ * their metrics; the API module itself knows none of them. */
+#ifndef WHARF_API_H
+#define WHARF_API_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct evhttp_request;
+struct wh_cfg_admin;
+struct wh_api;
+
+/* New admin listener per cfg (borrowed for the call). Reads the token file.
+ * Returns NULL with err set. */
+struct wh_api *wh_api_new(struct event_base *base, const struct wh_cfg_admin *cfg, char *err,
+                          size_t errlen);
+void wh_api_free(struct wh_api *api);
+
+/* Append Prometheus text lines (every name prefixed wharf_) to out. */
+typedef void (*wh_api_metrics_fn)(void *arg, struct evbuffer *out);
+int wh_api_add_metrics(struct wh_api *api, wh_api_metrics_fn fn, void *arg);
+
+/* A handler for requests whose path starts with prefix (longest prefix
+ * wins); the token has been checked. It must answer req (wh_api_reply_*). */
+typedef void (*wh_api_handler_fn)(void *arg, struct evhttp_request *req, const char *path);
+int wh_api_route(struct wh_api *api, const char *prefix, wh_api_handler_fn fn, void *arg);
+
+/* Answer with a JSON body (takes ownership of json, a cJSON-printed string). */
+void wh_api_reply_json(struct evhttp_request *req, int status, char *json);
+/* Answer {"error": {"code": code, "message": message}}. */
+void wh_api_reply_error(struct evhttp_request *req, int status, const char *code,
+                        const char *message);
+
+#endif
