@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# wharf quickstart: build wharfd, start three demo web servers and wharfd in
-# front of them on :8080, then exit leaving them running.
+# wharf quickstart: build wharfd, make sure a local Docker engine runs
+# (start one if none), make the demo image offline, run three demo
+# containers and wharfd in front of them on :8080, then exit leaving them
+# running.
 #   contrib/quickstart.sh          start (or restart) the demo
 #   contrib/quickstart.sh --stop   stop everything it started
 set -euo pipefail
@@ -8,8 +10,18 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 state=${WHARF_QUICKSTART_DIR:-/tmp/wharf-quickstart}
 port=${WHARF_QUICKSTART_PORT:-8080}
 build="$top/build/quickstart"
+DOCKER=/usr/bin/docker
+sock=/var/run/docker.sock
+
+stop_containers() {
+    [ -S "$sock" ] || return 0
+    local ids
+    ids=$($DOCKER -H "unix://$sock" ps -aq --filter label=wharf.quickstart 2>/dev/null || true)
+    [ -z "$ids" ] || $DOCKER -H "unix://$sock" rm -f $ids >/dev/null
+}
 
 stop() {
+    stop_containers
     [ -f "$state/pids" ] || return 0
     while read -r pid; do
         kill "$pid" 2>/dev/null || true
@@ -31,7 +43,7 @@ fi
 
 install_packages() {
     local pkgs=(build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev
-        libcurl4-openssl-dev libcjson-dev libconfig-dev curl)
+        libcurl4-openssl-dev libcjson-dev libconfig-dev curl docker.io)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -54,12 +66,32 @@ mkdir -p "$build"
 stop
 mkdir -p "$state"
 : >"$state/pids"
-echo "==> starting three demo servers on 127.0.0.1:9001-9003"
-for i in 1 2 3; do
-    PORT=$((9000 + i)) WHARF_TASK_ID="demo-$i" DEMO_VERSION=v1 \
-        setsid "$build/tests/app/demo-app" >"$state/demo-$i.log" 2>&1 </dev/null &
+
+# A running engine is used as it is; else one is started here and stopped
+# again by --stop.
+if ! curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
+    echo "==> starting a local Docker engine"
+    setsid dockerd -H "unix://$sock" --pidfile "$state/dockerd.pid" \
+        >"$state/dockerd.log" 2>&1 </dev/null &
     echo $! >>"$state/pids"
+    deadline=$((SECONDS + 30))
+    until curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { tail -20 "$state/dockerd.log" >&2; exit 1; }
+        sleep 0.2
+    done
+fi
+echo "==> making the demo images offline (wharf-demo:v1, :v2, :bad)"
+"$top/tests/app/make-images.sh" "$build/tests/app/demo-app" -H "unix://$sock" >/dev/null
+
+echo "==> running three demo containers"
+targets=()
+for i in 1 2 3; do
+    $DOCKER -H "unix://$sock" run -d --name "wharf-demo-$i" --label wharf.quickstart=1 \
+        -e WHARF_TASK_ID="demo-$i" -p 0.0.0.0::8080 wharf-demo:v1 >/dev/null
+    hostport=$($DOCKER -H "unix://$sock" port "wharf-demo-$i" 8080/tcp | grep -m1 '^0.0.0.0:')
+    targets+=("\"127.0.0.1:${hostport##*:}\"")
 done
+target_list=$(IFS=,; echo "${targets[*]}")
 
 cat >"$state/wharfd.conf" <<CONF
 # Written by contrib/quickstart.sh
@@ -70,7 +102,7 @@ listeners = (
     default_action = { forward = ( { target_group = "web"; } ); }; }
 );
 target_groups = (
-  { name = "web"; targets = ( "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003" ); }
+  { name = "web"; targets = ( $target_list ); }
 );
 CONF
 "$build/wharfd" -t -c "$state/wharfd.conf"
@@ -88,15 +120,16 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; do
     sleep 0.2
 done
 
-echo "==> three requests through wharfd (round robin):"
+echo "==> three requests through wharfd (round robin across the containers):"
 for _ in 1 2 3; do
     curl -fsS "http://127.0.0.1:$port/"
     echo
 done
 cat <<MSG
 
-wharf is running: wharfd on :$port in front of three demo servers.
-  curl http://127.0.0.1:$port/          # each request goes to the next server
-  tail -f $state/wharfd.log             # wharfd's log
-  contrib/quickstart.sh --stop          # stop everything
+wharf is running: wharfd on :$port in front of three demo containers
+(docker ps --filter label=wharf.quickstart).
+  curl http://127.0.0.1:$port/       # each request goes to the next container
+  tail -f $state/wharfd.log          # wharfd's log
+  contrib/quickstart.sh --stop       # stop wharfd, the containers and an engine it started
 MSG

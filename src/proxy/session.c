@@ -293,6 +293,17 @@ static void note_request(struct wh_session *s, const char *buf)
     s->bytes_in = s->req.head_len;
 }
 
+/* What the log can say of a head the parser refused: the bytes read, and
+ * the method and path when the request line itself was sound. */
+static void note_rejected(struct wh_session *s, const char *buf, size_t n)
+{
+    if (!access_log_on(s))
+        return;
+    if (s->req.method_span.len > 0 && s->req.target.len > 0)
+        note_request(s, buf);
+    s->bytes_in = n;
+}
+
 /* Answer with an error made here. Closes when asked, when the request body
  * was not consumed, or when the client wants it; else ready for the next
  * request. */
@@ -521,8 +532,10 @@ static int parse_request_head(struct wh_session *s)
     if (rc == WH_HTTP_AGAIN)
         return 0;
     evtimer_del(s->timer);
-    if (rc < 0)
+    if (rc < 0) {
+        note_rejected(s, buf, n);
         return reply_error(s, -rc, 1);
+    }
     s->gen = wh_gen_acquire(s->proxy);
     s->req_keepalive = wh_http_keep_alive(&s->req);
     s->upgrade = (s->req.flags & WH_HTTP_F_UPGRADE) && (s->req.flags & WH_HTTP_F_CONN_UPGRADE) &&

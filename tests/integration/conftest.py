@@ -870,6 +870,9 @@ class Upstream:
                 continue
             except OSError:
                 break
+            # Head and body go out in separate writes: without NODELAY each
+            # response on a reused connection waits for a delayed ACK.
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 conn = UpstreamConn(self, s, peer, len(self.conns))
                 self.conns.append(conn)

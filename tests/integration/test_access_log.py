@@ -1,0 +1,249 @@
+"""The access log: one JSON line per request with the fields of issue 3,
+checked against the requests the test sent and what came back (proxied
+200/404, a 400 and a 503 wharfd answered itself, HTTP/1.0, keep-alive),
+written within a second; SIGUSR1 reopens it after a rename."""
+
+import json
+import os
+import re
+import signal
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from helpers3 import wharfd3  # noqa: F401  (fixture)
+from wharf_proxy_harness import RawClient, Response, build_config, encode_chunked, free_port, wait_until
+
+pytestmark = pytest.mark.timeout(30)
+
+FIELDS = ["time", "client_address", "client_port", "listener", "method", "path", "protocol", "status",
+          "bytes_in", "bytes_out", "target_group", "target", "upstream_connect_time",
+          "upstream_response_time", "total_time", "request_id", "error"]
+FLUSH_DEADLINE = 1.0  # seconds from a response to its line in the file
+
+
+def _handler(req):
+    if req.target.startswith("/acc/missing"):
+        return Response(404, body=b"not here")
+    return Response(200, body=b"ok " + req.method.encode() + b" " + req.target.encode(),
+                    headers=[("Content-Type", "text/plain")])
+
+
+def _read_lines(path):
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    assert not data or data.endswith(b"\n"), "the access log ends inside a line: %r" % data[-200:]
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def _log_config(port, up, log_path, port2):
+    cfg = build_config(port, groups={"web": [up], "empty": []}, workers=1, log_level="info",
+                       timeouts={"shutdown_drain": 1})
+    cfg["log"] = {"level": "info", "access_log": str(log_path)}
+    cfg["listeners"].append({"name": "nowhere", "bind": "127.0.0.1:%d" % port2, "protocol": "http",
+                             "default_action": {"forward": [{"target_group": "empty"}]}})
+    return cfg
+
+
+class Sent:
+    """One request as sent and answered, what its log line must say."""
+
+    def __init__(self, client, raw, method, path, protocol, listener, resp_status, nbytes_out,
+                 request_id=None, upstream_req=None, error=False, group="web"):
+        self.client_port = client.sock.getsockname()[1]
+        self.raw = raw
+        self.method = method
+        self.path = path
+        self.protocol = protocol
+        self.listener = listener
+        self.status = resp_status
+        self.bytes_out = nbytes_out
+        self.request_id = request_id
+        self.upstream_req = upstream_req
+        self.error = error
+        self.group = group
+
+
+def _exchange(c, raw, method="GET", close=False):
+    """Send raw, read the response; returns (response, bytes received for it)."""
+    before = len(c.received)
+    c.send(raw)
+    r = c.read_response(method=method)
+    if close:
+        c.expect_closed(timeout=2)
+    return r, len(c.received) - before
+
+
+def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstream, wharfd3, tmp_path):
+    up = upstream(_handler, name="origin")
+    port, port2 = free_port(), free_port()
+    log_path = tmp_path / "access.log"
+    wharfd3(_log_config(port, up, log_path, port2), port, wait_ports=[port2])
+    wall0 = time.time()
+    sent = []
+
+    with RawClient(port) as c:  # keep-alive: five requests on one connection
+        raw = RawClient.build_request("GET", "/acc/get?q=1&r=two", headers=[("X-Request-Id", "acc-get-1")])
+        r, n = _exchange(c, raw)
+        t_first = time.monotonic()
+        assert r.status == 200, r
+        sent.append(Sent(c, raw, "GET", "/acc/get?q=1&r=two", "HTTP/1.1", "http", 200, n, request_id="acc-get-1"))
+        # the first line reaches the file within the flush deadline
+        wait_until(lambda: len(_read_lines(log_path)) >= 1, FLUSH_DEADLINE,
+                   "no access-log line %.1f s after the first response" % FLUSH_DEADLINE, interval=0.01)
+        first_flush = time.monotonic() - t_first
+
+        raw = RawClient.build_request("POST", "/acc/post", body=b"hello world",
+                                      headers=[("Content-Type", "text/plain")])
+        r, n = _exchange(c, raw, "POST")
+        assert r.status == 200, r
+        sent.append(Sent(c, raw, "POST", "/acc/post", "HTTP/1.1", "http", 200, n))
+
+        raw = RawClient.build_request("HEAD", "/acc/head")
+        r, n = _exchange(c, raw, "HEAD")
+        assert r.status == 200 and r.body == b"", r
+        sent.append(Sent(c, raw, "HEAD", "/acc/head", "HTTP/1.1", "http", 200, n))
+
+        raw = RawClient.build_request("DELETE", "/acc/missing/7", headers=[("X-Request-Id", "acc-del-404")])
+        r, n = _exchange(c, raw, "DELETE")
+        assert r.status == 404, r
+        sent.append(Sent(c, raw, "DELETE", "/acc/missing/7", "HTTP/1.1", "http", 404, n, request_id="acc-del-404"))
+
+        raw = RawClient.build_request("PUT", "/acc/put", headers=[("Transfer-Encoding", "chunked")],
+                                      body=encode_chunked([b"abc", b"defgh"]))
+        r, n = _exchange(c, raw, "PUT")
+        assert r.status == 200, r
+        sent.append(Sent(c, raw, "PUT", "/acc/put", "HTTP/1.1", "http", 200, n))
+
+    with RawClient(port) as c:  # HTTP/1.0: answered, then closed
+        raw = RawClient.build_request("GET", "/acc/ten", version="HTTP/1.0")
+        r, n = _exchange(c, raw, close=True)
+        assert r.status == 200, r
+        sent.append(Sent(c, raw, "GET", "/acc/ten", "HTTP/1.0", "http", 200, n))
+
+    with RawClient(port) as c:  # malformed (smuggling attempt): 400 from wharfd, closed
+        raw = (b"GET /acc/bad HTTP/1.1\r\nHost: wharf.test\r\nContent-Length: 3\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n")
+        r, n = _exchange(c, raw, close=True)
+        assert r.status == 400, r
+        sent.append(Sent(c, raw, "GET", "/acc/bad", "HTTP/1.1", "http", 400, n,
+                         request_id=r.headers.get("x-request-id"), error=True, group=None))
+
+    with RawClient(port2) as c:  # a group with no targets: 503 from wharfd
+        raw = RawClient.build_request("GET", "/acc/none", headers=[("X-Request-Id", "acc-none-1")])
+        r, n = _exchange(c, raw)
+        assert r.status == 503, r
+        assert r.headers.get("x-request-id") == "acc-none-1", r.headers
+        sent.append(Sent(c, raw, "GET", "/acc/none", "HTTP/1.1", "nowhere", 503, n, request_id="acc-none-1",
+                         error=True, group="empty"))
+    t_last = time.monotonic()
+
+    # proxied requests without a client id: the id is the one the upstream got
+    for s in sent:
+        if not s.error:
+            s.upstream_req = next(q for q in up.requests() if q.target == s.path)
+            if s.request_id is None:
+                s.request_id = s.upstream_req.headers.get("x-request-id")
+                assert s.request_id, s.upstream_req.headers
+
+    wait_until(lambda: len(_read_lines(log_path)) >= len(sent), FLUSH_DEADLINE,
+               lambda: "%d access-log lines %.1f s after the last response, expected %d:\n%s"
+               % (len(_read_lines(log_path)), FLUSH_DEADLINE, len(sent), log_path.read_text()), interval=0.01)
+    last_flush = time.monotonic() - t_last
+    wall1 = time.time()
+    lines = _read_lines(log_path)
+    assert len(lines) == len(sent), "expected exactly %d lines:\n%s" % (len(sent), log_path.read_text())
+    print("\naccess log: %d lines; first line in the file %.3f s after its response, all %.3f s after the last"
+          % (len(lines), first_flush, last_flush))
+
+    unmatched = list(lines)
+    connect_times = []
+    problems = []  # every mismatch of every line, reported together
+
+    def check(cond, msg):
+        if not cond:
+            problems.append(msg)
+
+    for s in sent:
+        cands = [ln for ln in unmatched if ln.get("client_port") == s.client_port and ln.get("status") == s.status
+                 and ln.get("path") in (s.path, None)]
+        assert len(cands) == 1, "no single line for %s %s (port %d, status %d):\n%s" % (
+            s.method, s.path, s.client_port, s.status, "\n".join(map(json.dumps, lines)))
+        ln = cands[0]
+        unmatched.remove(ln)
+        what = "%s %s -> %d: %s" % (s.method, s.path, s.status, json.dumps(ln))
+        assert sorted(ln) == sorted(FIELDS), "fields %s, expected %s (%s)" % (sorted(ln), sorted(FIELDS), what)
+
+        m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", ln["time"])
+        check(m, "time %r is not ISO 8601 UTC (%s)" % (ln["time"], what))
+        if m:
+            t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+            t += float(m.group(2) or 0)
+            check(wall0 - 1 <= t <= wall1 + 1, "time %s outside the test's run (%s)" % (ln["time"], what))
+
+        check(ln["client_address"] == "127.0.0.1", "client_address (%s)" % what)
+        check(ln["listener"] == s.listener, "listener, expected %r (%s)" % (s.listener, what))
+        if s.status == 400:  # the head was refused: wharfd may not have a method or path
+            check(ln["method"] in (None, s.method) and ln["path"] in (None, s.path), "method/path (%s)" % what)
+        else:
+            check(ln["method"] == s.method and ln["path"] == s.path, "method/path (%s)" % what)
+        check(ln["protocol"] == s.protocol, "protocol, expected %r (%s)" % (s.protocol, what))
+        check(ln["bytes_in"] == len(s.raw), "bytes_in %r, the client sent %d bytes (%s)" % (
+            ln["bytes_in"], len(s.raw), what))
+        check(ln["bytes_out"] == s.bytes_out, "bytes_out %r, the client received %d bytes (%s)" % (
+            ln["bytes_out"], s.bytes_out, what))
+        check(ln["request_id"] == s.request_id, "request_id %r, expected %r (%s)" % (
+            ln["request_id"], s.request_id, what))
+        check(isinstance(ln["total_time"], (int, float)) and ln["total_time"] >= 0, "total_time (%s)" % what)
+        if s.error:
+            check(isinstance(ln["error"], str) and re.fullmatch(r"[a-z][a-z0-9_]*", ln["error"]),
+                  "error must be a code when wharfd answered (%s)" % what)
+            check(ln["target_group"] == s.group and ln["target"] is None,
+                  "target_group %r / target null expected (%s)" % (s.group, what))
+            check(ln["upstream_connect_time"] is None and ln["upstream_response_time"] is None,
+                  "upstream times must be null when no upstream was asked (%s)" % what)
+        else:
+            check(ln["error"] is None, "error must be null for a proxied response (%s)" % what)
+            check(ln["target_group"] == "web" and ln["target"] == up.addr,
+                  "target_group/target, expected web/%s (%s)" % (up.addr, what))
+            rt, ct = ln["upstream_response_time"], ln["upstream_connect_time"]
+            check(isinstance(rt, (int, float)) and 0 <= rt <= ln["total_time"] + 1e-6,
+                  "upstream_response_time (%s)" % what)
+            # null when a pooled connection was reused (no connect)
+            check(ct is None or (isinstance(ct, (int, float)) and 0 <= ct <= ln["total_time"] + 1e-6),
+                  "upstream_connect_time (%s)" % what)
+            connect_times.append(ct)
+    check(connect_times[0] is not None, "the first proxied request opened a connection: connect time missing")
+    assert not unmatched
+    assert not problems, "%d mismatches:\n%s" % (len(problems), "\n".join(problems))
+
+
+def test_access_log_reopened_on_sigusr1_after_rename(upstream, wharfd3, tmp_path):
+    up = upstream(_handler, name="origin")
+    port, port2 = free_port(), free_port()
+    log_path = tmp_path / "access.log"
+    rotated = tmp_path / "access.log.1"
+    w = wharfd3(_log_config(port, up, log_path, port2), port)
+
+    def paths(p):
+        return [ln["path"] for ln in _read_lines(p)]
+
+    assert w.get("/rot/1").status == 200
+    wait_until(lambda: paths(log_path) == ["/rot/1"], FLUSH_DEADLINE, lambda: "log: %r" % paths(log_path))
+    os.rename(log_path, rotated)
+    # renamed but not reopened: lines still go to the open file
+    assert w.get("/rot/2").status == 200
+    wait_until(lambda: paths(rotated) == ["/rot/1", "/rot/2"], FLUSH_DEADLINE, lambda: "log: %r" % paths(rotated))
+    assert not log_path.exists()
+
+    os.kill(w.proc.pid, signal.SIGUSR1)
+    wait_until(log_path.exists, 2, "SIGUSR1 did not reopen %s" % log_path)
+    assert w.get("/rot/3").status == 200
+    assert w.get("/rot/4").status == 200
+    wait_until(lambda: paths(log_path) == ["/rot/3", "/rot/4"], FLUSH_DEADLINE,
+               lambda: "new log: %r" % paths(log_path))
+    assert paths(rotated) == ["/rot/1", "/rot/2"]
+    assert "SIGUSR1" in w.stderr_text()

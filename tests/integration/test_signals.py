@@ -1,0 +1,277 @@
+"""Signals: SIGHUP reloads under continuous load without a failed request
+and a bad file keeps the whole old configuration (errors logged as
+file:line); SIGTERM stops accepting, closes idle keep-alive connections,
+lets in-flight requests and open tunnels finish, and exits 0 within
+timeouts.shutdown_drain."""
+
+import os
+import re
+import signal
+import struct
+import time
+
+import pytest
+
+from helpers3 import (  # noqa: F401  (fixtures)
+    LoadGen,
+    connect_refused,
+    demo_server,
+    named_handler,
+    raw_upstream,
+    wharfd3,
+    write_config_atomically,
+    ws_frame,
+    ws_open,
+    ws_read_frame,
+)
+from wharf_proxy_harness import RawClient, Response, build_config, free_port, render_config, wait_until
+
+OP_TEXT, OP_CLOSE = 0x1, 0x8
+
+
+def _reloads_done(w):
+    return w.stderr_text(limit=10 ** 7).count("configuration reloaded")
+
+
+def _probe_until_routed(w, names, failures, timeout=3.0, run=10):
+    """Fresh-connection GETs until `run` in a row were answered by upstreams
+    in `names` (each of them at least once in the run); returns the time of
+    the first request of that run. Every probe must succeed."""
+    deadline = time.monotonic() + timeout
+    streak, seen, t_first = 0, set(), None
+    history = []
+    while True:
+        t0 = time.monotonic()
+        try:
+            r = w.get("/probe")
+        except Exception as e:
+            failures.append((t0, time.monotonic(), "probe", "%s: %s" % (type(e).__name__, e)))
+            r = None
+        name = r.headers.get("x-upstream") if r is not None and r.status == 200 else None
+        if r is not None and r.status != 200:
+            failures.append((t0, time.monotonic(), "probe", "status %d" % r.status))
+        history.append(name)
+        if name in names:
+            if streak == 0:
+                t_first, seen = t0, set()
+            streak += 1
+            seen.add(name)
+            if streak >= run and seen == set(names):
+                return t_first
+        else:
+            streak = 0
+        if time.monotonic() > deadline:
+            raise AssertionError("requests never went only to %s within %.0fs after the reload; "
+                                 "last answers: %s" % (sorted(names), timeout, history[-30:]))
+
+
+@pytest.mark.timeout(120)
+def test_sighup_reloads_under_continuous_load_with_zero_failed_requests(raw_upstream, wharfd3, record_property):
+    ups = {n: raw_upstream(named_handler(n), n) for n in ("A", "B")}
+    phases = [("A",), ("B",), ("A", "B"), ("A",), ("B",), ("A", "B")]  # 5 reloads
+    per_phase = 1000
+    port = free_port()
+
+    def cfg(names):
+        return build_config(port, [ups[n] for n in names], workers=2, log_level="info",
+                            timeouts={"shutdown_drain": 2})
+
+    w = wharfd3(cfg(phases[0]), port)
+    probe_failures = []
+    windows = []  # (names, routed_from, until)
+    load = LoadGen(port, threads=4).start()
+    try:
+        routed_from = _probe_until_routed(w, phases[0], probe_failures)
+        for i, names in enumerate(phases):
+            if i > 0:
+                before = _reloads_done(w)
+                write_config_atomically(w, cfg(names))
+                t_sig = time.monotonic()
+                os.kill(w.proc.pid, signal.SIGHUP)
+                windows[-1][2] = t_sig
+                wait_until(lambda: _reloads_done(w) > before, 5, "wharfd did not log the reload %d" % i)
+                routed_from = _probe_until_routed(w, names, probe_failures)
+            start = load.count()
+            wait_until(lambda: load.count() >= start + per_phase or load.failures, 60,
+                       lambda: "load stalled at %d requests in phase %d" % (load.count(), i), interval=0.02)
+            windows.append([names, routed_from, None])
+            if load.failures:
+                break
+        windows[-1][2] = time.monotonic()
+    finally:
+        load.stop()
+
+    total = len(load.ok)
+    record_property("sighup_load_requests", total)
+    record_property("sighup_reloads", len(phases) - 1)
+    print("\nSIGHUP under load: %d keep-alive requests from 4 threads + probes, %d reloads, %d failures, "
+          "%d reconnects" % (total, len(phases) - 1, len(load.failures) + len(probe_failures), load.reconnects))
+    assert not load.failures, "%d failed requests during reloads, first: %s" % (len(load.failures), load.failures[:5])
+    assert not probe_failures, probe_failures[:5]
+    assert load.reconnects == 0, "wharfd closed %d keep-alive connections across the reloads" % load.reconnects
+    assert total > 5000, total
+    assert "reload failed" not in w.stderr_text(limit=10 ** 7)
+    t_first, t_last = min(o[0] for o in load.ok), max(o[1] for o in load.ok)
+    assert t_first < windows[0][2] and t_last > windows[-1][1], "the load did not span the reloads"
+    # after each reload had taken effect, requests went to its target set
+    for names, t_from, t_until in windows:
+        served = [o[3] for o in load.ok if o[0] >= t_from and o[1] <= t_until]
+        assert len(served) >= per_phase // 2, (names, len(served))
+        stray = [n for n in served if n not in names]
+        assert not stray, "%d of %d requests went to %s while the targets were %s" % (
+            len(stray), len(served), sorted(set(stray)), names)
+        assert set(served) == set(names), (names, set(served))
+
+
+def _insert_line(text, index, line):
+    lines = text.split("\n")
+    lines.insert(index, line)
+    return "\n".join(lines), index + 1  # the 1-based line number of the inserted line
+
+
+@pytest.mark.timeout(60)
+def test_sighup_bad_file_keeps_whole_old_configuration_and_logs_file_line(raw_upstream, wharfd3):
+    ups = {n: raw_upstream(named_handler(n), n) for n in ("A", "B")}
+    port = free_port()
+
+    def cfg(names):
+        return build_config(port, [ups[n] for n in names], workers=2, log_level="info",
+                            timeouts={"shutdown_drain": 2})
+
+    w = wharfd3(cfg(("A",)), port)
+    fname = w.config_path.name
+    failures = []
+    load = LoadGen(port, threads=2).start()
+    try:
+        _probe_until_routed(w, ("A",), failures)
+        good_b = render_config(cfg(("B",)))  # what a valid file would switch to
+        lines = good_b.split("\n")
+        listener_line = next(i for i, s in enumerate(lines) if s.strip() == 'name = "http";')
+
+        # 1: a syntax error (the rest of the file moves traffic to B)
+        bad, syntax_line = _insert_line(good_b, 2, "this is not libconfig")
+        # 2: two unknown keys, one top-level and one inside the listener
+        bad2, key1_line = _insert_line(good_b, 1, "bogus_top_level_key = 1;")
+        bad2, key2_line = _insert_line(bad2, listener_line + 2, "    frobnicate = true;")
+        cases = [(bad, ["%s:%d" % (fname, syntax_line)]),
+                 (bad2, ["%s:%d" % (fname, key1_line), "bogus_top_level_key",
+                         "%s:%d" % (fname, key2_line), "frobnicate"])]
+        for text, expected in cases:
+            before = w.stderr_text(limit=10 ** 7)
+            n_failed = before.count("reload failed")
+            write_config_atomically(w, text)
+            os.kill(w.proc.pid, signal.SIGHUP)
+            wait_until(lambda: w.stderr_text(limit=10 ** 7).count("reload failed") > n_failed, 5,
+                       lambda: "no 'reload failed' logged for a bad file:\n%s" % w.stderr_text()[-3000:])
+            new_log = w.stderr_text(limit=10 ** 7)[len(before):]
+            for needle in expected:
+                assert needle in new_log, "the log does not name %r:\n%s" % (needle, new_log)
+            # the whole old configuration still serves: every request goes to A
+            for k in range(20):
+                r = w.get("/after-bad-%d" % k)
+                assert r.status == 200 and r.headers.get("x-upstream") == "A", r
+        # a good file afterwards still applies
+        write_config_atomically(w, good_b)
+        os.kill(w.proc.pid, signal.SIGHUP)
+        _probe_until_routed(w, ("B",), failures)
+    finally:
+        load.stop()
+    print("\nbad-file reloads: %d load requests, %d failures" % (len(load.ok), len(load.failures) + len(failures)))
+    assert not load.failures, load.failures[:5]
+    assert not failures, failures[:5]
+    assert load.reconnects == 0
+    assert len(load.ok) > 0
+
+
+@pytest.mark.timeout(30)
+def test_sigterm_drains_slow_in_flight_requests_refuses_new_closes_idle_and_exits_0(upstream, wharfd3,
+                                                                                     record_property):
+    def handler(req):
+        m = re.fullmatch(r"/slow\?ms=([0-9]+)", req.target)
+        if m:
+            return Response(200, body=b"slow done", delay=int(m.group(1)) / 1000.0)
+        return Response(200, body=b"quick")
+
+    up = upstream(handler, name="slow")
+    drain = 5
+    port = free_port()
+    w = wharfd3(build_config(port, [up], workers=2, log_level="info", timeouts={"shutdown_drain": drain}), port)
+
+    idle = w.client()
+    assert idle.request("GET", "/quick").body == b"quick"  # now idle on a keep-alive connection
+    fresh = w.client()  # connected, no request yet
+    slow = [w.client(timeout=10) for _ in range(5)]
+    try:
+        for c in slow:
+            c.send(RawClient.build_request("GET", "/slow?ms=1500"))
+        up.wait_for_requests(6, timeout=3)
+        assert len(up.requests_for("/slow?ms=1500")) == 5
+
+        t_term = time.monotonic()
+        os.kill(w.proc.pid, signal.SIGTERM)
+        w.exit_expected = True
+
+        wait_until(lambda: connect_refused(port), 1.0, "wharfd still accepts connections 1 s after SIGTERM",
+                   interval=0.01)
+        t_refused = time.monotonic() - t_term
+        assert w.alive(), "wharfd exited with 5 requests in flight"
+        for _ in range(5):
+            assert connect_refused(port), "a connection was accepted after the listener had closed"
+        t_idle = idle.expect_closed(timeout=1.0, what="the idle keep-alive connection after SIGTERM")
+        fresh.expect_closed(timeout=1.0, what="the connection that never sent a request, after SIGTERM")
+        assert w.alive(), "wharfd exited with 5 requests in flight"
+
+        for i, c in enumerate(slow):
+            r = c.read_response(timeout=drain)
+            assert r.status == 200 and r.body == b"slow done", "in-flight request %d: %r" % (i, r)
+            c.expect_closed(timeout=2, what="in-flight request %d's connection after its response" % i)
+            c.close()
+        t_done = time.monotonic() - t_term
+
+        wait_until(lambda: w.proc.poll() is not None, max(0.1, drain - (time.monotonic() - t_term)),
+                   "wharfd still running %d s (shutdown_drain) after SIGTERM" % drain, interval=0.01)
+        t_exit = time.monotonic() - t_term
+        assert w.proc.returncode == 0, "wharfd exited with status %s after SIGTERM" % w.proc.returncode
+    finally:
+        for c in [idle, fresh] + slow:
+            c.close()
+    record_property("sigterm_exit_seconds", round(t_exit, 2))
+    print("\nSIGTERM: refused after %.3f s, idle closed after %.3f s, 5 slow requests done at %.2f s, "
+          "exit 0 at %.2f s (shutdown_drain %d s)" % (t_refused, t_idle, t_done, t_exit, drain))
+
+
+@pytest.mark.timeout(30)
+def test_sigterm_drain_keeps_open_websocket_tunnel_until_it_closes(demo_server, wharfd3):
+    app = demo_server()
+    drain = 4
+    port = free_port()
+    w = wharfd3(build_config(port, [app.addr], workers=1, log_level="info",
+                             timeouts={"shutdown_drain": drain}), port)
+    c, resp, _ = ws_open(port, "/ws")
+    try:
+        assert resp.status == 101, resp
+        c.send(ws_frame(OP_TEXT, b"before"))
+        assert ws_read_frame(c)[2] == b"before"
+
+        t_term = time.monotonic()
+        os.kill(w.proc.pid, signal.SIGTERM)
+        w.exit_expected = True
+        wait_until(lambda: connect_refused(port), 1.0, "wharfd still accepts connections 1 s after SIGTERM",
+                   interval=0.01)
+        # the tunnel is in flight: it still carries frames both ways
+        for i in range(3):
+            c.send(ws_frame(OP_TEXT, b"during %d" % i))
+            assert ws_read_frame(c)[2] == b"during %d" % i
+        assert w.alive(), "wharfd exited with a tunnel open"
+        c.send(ws_frame(OP_CLOSE, struct.pack("!H", 1000)))
+        assert ws_read_frame(c)[1] == OP_CLOSE
+        c.expect_closed(timeout=2, what="the tunnel after the close handshake")
+        c.close()
+        t_closed = time.monotonic() - t_term
+        wait_until(lambda: w.proc.poll() is not None, max(0.1, drain - (time.monotonic() - t_term)),
+                   "wharfd still running %d s after SIGTERM" % drain, interval=0.01)
+        t_exit = time.monotonic() - t_term
+        assert w.proc.returncode == 0, w.proc.returncode
+    finally:
+        c.close()
+    print("\nSIGTERM with a tunnel: tunnel closed at %.2f s, wharfd exit 0 at %.2f s" % (t_closed, t_exit))
