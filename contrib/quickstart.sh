@@ -42,17 +42,9 @@ if [ "${1:-}" = "--stop" ]; then
 fi
 
 install_packages() {
-    local pkgs=(build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev
-        libcurl4-openssl-dev libcjson-dev libconfig-dev curl docker.io)
-    local missing=()
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "$top/contrib/install-packages.sh" \
+        build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev \
+        libcurl4-openssl-dev libcjson-dev libconfig-dev curl docker.io
 }
 
 echo "==> installing build dependencies"

@@ -18,20 +18,11 @@ log() { printf '==> %s\n' "$*"; }
 count() { passed=$((passed + $1)); failed=$((failed + $2)); }
 
 install_packages() {
-    local pkgs=(build-essential autoconf automake libtool pkg-config
-        libevent-dev libssl-dev libcurl4-openssl-dev libcjson-dev libconfig-dev libcmocka-dev
-        python3 python3-pytest python3-pytest-timeout python3-websockets
-        clang libclang-rt-14-dev docker.io iproute2 openssl curl procps psmisc
-        docker-registry apache2-utils)
-    local missing=()
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "$top/contrib/install-packages.sh" \
+        build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev \
+        libcurl4-openssl-dev libcjson-dev libconfig-dev libcmocka-dev python3 python3-pytest \
+        python3-pytest-timeout python3-websockets clang libclang-rt-14-dev docker.io iproute2 \
+        openssl curl procps psmisc docker-registry apache2-utils
 }
 
 # cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)".
