@@ -38,12 +38,12 @@ proxy_conns=$((IDLE_CONNS + 1500))
 # run_client PORT N READY: start idle_client.py in the background, wait
 # until all N connections are idle; sets CLIENT_PID.
 run_client() {
-    local port=$1 n=$2 ready=$3 i
+    local port=$1 n=$2 ready=$3 _
     rm -f "$ready"
     /usr/bin/python3 "$client" 127.0.0.1 "$port" "$n" "$ready" >"$ready.log" 2>&1 &
     CLIENT_PID=$!
     BENCH_PIDS+=("$CLIENT_PID")
-    for i in $(seq 1800); do
+    for _ in $(seq 1800); do
         [ -s "$ready" ] && return 0
         kill -0 "$CLIENT_PID" 2>/dev/null || { cat "$ready.log" >&2; return 1; }
         sleep 0.1

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for contrib/bench/*.sh (sourced, not run).
 # Everything runs on 127.0.0.1; every process started here is recorded in
 # BENCH_PIDS and stopped by bench_cleanup (installed as an EXIT trap).
@@ -11,16 +12,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # install_missing PKG... : apt-get install only what dpkg does not have.
 install_missing() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "apt-get install ${missing[*]} failed"
+    "$bench_top/contrib/install-packages.sh" "$@" || die "installing $* failed"
 }
 
 # bench_setup: temp dir, fd limit, EXIT trap.
@@ -38,10 +30,10 @@ bench_setup() {
 
 # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL.
 stop_pid() {
-    local pid=$1 i
+    local pid=$1
     kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
     kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -107,8 +99,8 @@ render() {
 
 # wait_port PORT PID: until 127.0.0.1:PORT accepts (PID must stay alive).
 wait_port() {
-    local port=$1 pid=$2 i
-    for i in $(seq 100); do
+    local port=$1 pid=$2 _
+    for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || return 1
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
         sleep 0.1

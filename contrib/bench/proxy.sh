@@ -52,7 +52,7 @@ cpu_busy() {
     a=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
     sleep 1
     b=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
-    echo "$a $b" | awk '{ t = $3 - $1; i = $4 - $2; printf "%d", t > 0 ? 100 * (t - i) / t : 0 }'
+    echo "$a $b" | awk '{ t = $3 - $1; i = $4 - $2; if (t > 0) printf "%d", 100 * (t - i) / t; else print 0 }'
 }
 
 # measure LABEL WORKERS PORT: BENCH_RUNS wrk runs; appends the medians to

@@ -94,6 +94,7 @@ struct wh_proxy {
     atomic_size_t open_sessions;
     atomic_uint_fast64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     uint64_t rng;
+    struct evbuffer *scratch;   /* heads on their way out; always empty between events */
     struct wh_access_log *alog; /* borrowed from the daemon; NULL = off */
     struct evbuffer *alog_buf;  /* this worker's lines not yet written */
     struct event *alog_timer;

@@ -206,7 +206,8 @@ struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *c
     if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng) || p->rng == 0)
         p->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)p;
     p->gen = gen_new(p, cfg, release, release_arg);
-    if (!p->gen) {
+    p->scratch = evbuffer_new();
+    if (!p->gen || !p->scratch) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -351,6 +352,8 @@ void wh_proxy_free(struct wh_proxy *p)
     }
     free(p->listeners);
     wh_gen_release(p->gen);
+    if (p->scratch)
+        evbuffer_free(p->scratch);
     if (p->drain_timer)
         event_free(p->drain_timer);
     if (p->alog_timer)

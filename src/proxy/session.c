@@ -50,6 +50,7 @@ struct wh_session {
     struct wh_upconn *up;
     int retried;
     int upgrade; /* the request asks for a protocol switch */
+    double tunnel_active; /* last time a byte crossed the tunnel */
 
     struct wh_http_parser resp_parser;
     struct wh_http_msg resp;
@@ -77,10 +78,49 @@ static int parse_request_head(struct wh_session *s);
 static int start_upstream(struct wh_session *s, const struct wh_target *exclude);
 static int next_request(struct wh_session *s);
 static int start_tunnel(struct wh_session *s, const char *buf);
+static int tunnel_recently_active(struct wh_session *s);
+static int read_timeout_forgiven(struct wh_session *s, struct bufferevent *bev, short what);
 
 static const struct wh_config *cfg_of(struct wh_session *s)
 {
     return s->gen ? s->gen->cfg : s->proxy->gen->cfg;
+}
+
+/* ---- writing: straight to the socket when nothing is queued ----
+ *
+ * A bufferevent arms its write event for every byte added to its output and
+ * disarms it once drained: two epoll_ctl calls and one more loop turn per
+ * write. Writing first, and queueing only what the socket did not take,
+ * keeps the common case to one send(). */
+
+static int can_write_through(struct bufferevent *bev)
+{
+    return evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+           bufferevent_getfd(bev) >= 0;
+}
+
+static void send_bytes(struct bufferevent *bev, const void *data, size_t len)
+{
+    size_t done = 0;
+    if (can_write_through(bev)) {
+        ssize_t w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            done = (size_t)w;
+    }
+    if (done < len)
+        evbuffer_add(bufferevent_get_output(bev), (const char *)data + done, len - done);
+}
+
+/* Move n bytes from the front of src to bev's peer. */
+static void send_from(struct bufferevent *bev, struct evbuffer *src, size_t n)
+{
+    if (n > 0 && can_write_through(bev)) {
+        int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
+        if (w > 0)
+            n -= (size_t)w;
+    }
+    if (n > 0)
+        evbuffer_remove_buffer(src, bufferevent_get_output(bev), n);
 }
 
 static void set_client_timeouts(struct wh_session *s)
@@ -127,8 +167,9 @@ void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockadd
     atomic_store_explicit(&p->open_sessions, p->n_sessions, memory_order_relaxed);
     bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
     bufferevent_setwatermark(s->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, WH_HIGH_WATER);
     set_client_timeouts(s);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ);
 }
 
 static void release_upstream(struct wh_session *s, int reusable)
@@ -314,10 +355,10 @@ static int reply_error(struct wh_session *s, int status, int force_close)
     release_upstream(s, 0);
     evtimer_del(s->timer);
     int close = force_close || !s->req_keepalive || !s->req_body_done || s->proxy->shutting_down;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    size_t before = evbuffer_get_length(out);
+    struct evbuffer *out = s->proxy->scratch;
     wh_error_response(out, status, close, s->request_id);
-    s->bytes_out += evbuffer_get_length(out) - before;
+    s->bytes_out += evbuffer_get_length(out);
+    send_from(s->bev, out, evbuffer_get_length(out));
     log_request(s, status, error_code(status));
     wh_log_debug("proxy", "%s: %d %s", s->client_ip, status, wh_http_reason(status));
     if (close)
@@ -393,7 +434,7 @@ static int pump_request_body(struct wh_session *s)
         int rc = wh_http_body_next(&s->req_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
         if (rc < 0)
             return request_body_error(s, -rc);
-        evbuffer_remove_buffer(in, out, consumed);
+        send_from(s->up->bev, in, consumed);
         s->req_body_sent += consumed;
         if (rc == WH_HTTP_DONE) {
             s->req_body_done = 1;
@@ -402,11 +443,10 @@ static int pump_request_body(struct wh_session *s)
         if (consumed == 0)
             break;
     }
-    /* Pipelined requests wait until this exchange is over. */
-    if (s->req_body_done || evbuffer_get_length(out) >= WH_HIGH_WATER)
+    /* Pipelined requests stay in the input until this exchange is over (the
+     * read watermark bounds them); only a slow upstream stops reading. */
+    if (!s->req_body_done && evbuffer_get_length(out) >= WH_HIGH_WATER)
         bufferevent_disable(s->bev, EV_READ);
-    else
-        bufferevent_enable(s->bev, EV_READ);
     return 0;
 }
 
@@ -424,14 +464,13 @@ void wh_session_upstream_connected(struct wh_session *s)
     bufferevent_set_timeouts(u->bev, NULL, &idle);
     bufferevent_setwatermark(u->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
     size_t n = evbuffer_get_length(s->req_head);
-    evbuffer_add(bufferevent_get_output(u->bev), evbuffer_pullup(s->req_head, -1), n);
+    send_bytes(u->bev, evbuffer_pullup(s->req_head, -1), n);
     if (access_log_on(s))
         s->t_sent = now_real();
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(u->bev, EV_READ);
     start_response_timer(s);
     if (body_empty(&s->req_body)) {
         s->req_body_done = 1;
-        bufferevent_disable(s->bev, EV_READ);
         return;
     }
     pump_request_body(s);
@@ -551,10 +590,9 @@ static int parse_request_head(struct wh_session *s)
     evbuffer_drain(in, s->req.head_len);
     s->req_body_done = 0;
     s->state = SS_FORWARD;
-    bufferevent_disable(s->bev, EV_READ); /* the body waits for the upstream */
     if ((s->req.flags & WH_HTTP_F_EXPECT_CONTINUE) && s->req.version_minor == 1 &&
         s->req.body_mode != WH_BODY_NONE)
-        evbuffer_add(bufferevent_get_output(s->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        send_bytes(s->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return start_upstream(s, NULL);
 }
 
@@ -574,17 +612,16 @@ static int finish_response(struct wh_session *s)
 static int pump_response_body(struct wh_session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->up->bev);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    if (body_empty(&s->resp_body))
-        return finish_response(s);
-    while (evbuffer_get_length(in) > 0) {
+    struct evbuffer *out = s->proxy->scratch; /* may hold the head already */
+    int rc = body_empty(&s->resp_body) ? WH_HTTP_DONE : WH_HTTP_AGAIN;
+    while (rc == WH_HTTP_AGAIN && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t consumed = 0, poff = 0, plen = 0;
-        int rc = wh_http_body_next(&s->resp_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
+        rc = wh_http_body_next(&s->resp_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
         if (rc < 0)
-            return enter_closing(s); /* the response is half sent: close */
+            break;
         if (s->dechunk) {
             evbuffer_add(out, (const char *)v.iov_base + poff, plen);
             evbuffer_drain(in, consumed);
@@ -593,11 +630,14 @@ static int pump_response_body(struct wh_session *s)
             evbuffer_remove_buffer(in, out, consumed);
             s->bytes_out += consumed;
         }
-        if (rc == WH_HTTP_DONE)
-            return finish_response(s);
         if (consumed == 0)
             break;
     }
+    send_from(s->bev, out, evbuffer_get_length(out));
+    if (rc < 0)
+        return enter_closing(s); /* the response is half sent: close */
+    if (rc == WH_HTTP_DONE)
+        return finish_response(s);
     stop_reading_if_full(s->up->bev, s->bev);
     return 0;
 }
@@ -621,9 +661,24 @@ static unsigned response_flags(struct wh_session *s)
 
 /* Move what one side sent to the other, stopping reads while the other side
  * is behind. */
-static void tunnel_pump(struct bufferevent *from, struct bufferevent *to)
+static double loop_now(struct wh_session *s)
 {
-    evbuffer_add_buffer(bufferevent_get_output(to), bufferevent_get_input(from));
+    struct timeval tv;
+    event_base_gettimeofday_cached(s->proxy->base, &tv);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static int tunnel_recently_active(struct wh_session *s)
+{
+    return loop_now(s) - s->tunnel_active < s->listener->cfg->idle_timeout;
+}
+
+static void tunnel_pump(struct wh_session *s, struct bufferevent *from, struct bufferevent *to)
+{
+    struct evbuffer *in = bufferevent_get_input(from);
+    if (evbuffer_get_length(in) > 0)
+        s->tunnel_active = loop_now(s);
+    send_from(to, in, evbuffer_get_length(in));
     if (evbuffer_get_length(bufferevent_get_output(to)) >= WH_HIGH_WATER)
         bufferevent_disable(from, EV_READ);
 }
@@ -631,8 +686,9 @@ static void tunnel_pump(struct bufferevent *from, struct bufferevent *to)
 static int start_tunnel(struct wh_session *s, const char *buf)
 {
     evtimer_del(s->timer);
-    wh_rewrite_response(bufferevent_get_output(s->bev), buf, &s->resp, WH_RESP_UPGRADE,
-                        s->request_id);
+    struct evbuffer *out = s->proxy->scratch;
+    wh_rewrite_response(out, buf, &s->resp, WH_RESP_UPGRADE, s->request_id);
+    send_from(s->bev, out, evbuffer_get_length(out));
     evbuffer_drain(bufferevent_get_input(s->up->bev), s->resp.head_len);
     evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
     s->resp_started = 1;
@@ -642,8 +698,8 @@ static int start_tunnel(struct wh_session *s, const char *buf)
     log_request(s, 101, NULL);
     struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
     bufferevent_set_timeouts(s->up->bev, &idle, &idle);
-    tunnel_pump(s->up->bev, s->bev);
-    tunnel_pump(s->bev, s->up->bev);
+    tunnel_pump(s, s->up->bev, s->bev);
+    tunnel_pump(s, s->bev, s->up->bev);
     bufferevent_enable(s->bev, EV_READ);
     return 0;
 }
@@ -677,10 +733,12 @@ static int parse_response_head(struct wh_session *s)
     evtimer_del(s->timer);
     wh_http_body_init(&s->resp_body, wh_http_response_body_mode(&s->resp, s->req.method),
                       s->resp.content_length, 0);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    size_t before = evbuffer_get_length(out);
+    /* The head waits in the worker's scratch buffer for the first body
+     * bytes, so a small response leaves in one send(); pump_response_body
+     * always flushes it. */
+    struct evbuffer *out = s->proxy->scratch;
     wh_rewrite_response(out, buf, &s->resp, response_flags(s), s->request_id);
-    s->bytes_out += evbuffer_get_length(out) - before;
+    s->bytes_out += evbuffer_get_length(out);
     if (access_log_on(s))
         s->t_resp = now_real();
     evbuffer_drain(in, s->resp.head_len);
@@ -695,7 +753,7 @@ static int parse_response_head(struct wh_session *s)
 void wh_session_upstream_read(struct wh_session *s)
 {
     if (s->state == SS_TUNNEL) {
-        tunnel_pump(s->up->bev, s->bev);
+        tunnel_pump(s, s->up->bev, s->bev);
         return;
     }
     if (s->resp_state == RS_NONE) {
@@ -711,7 +769,9 @@ void wh_session_upstream_event(struct wh_session *s, short what)
 {
     struct wh_upconn *u = s->up;
     if (s->state == SS_TUNNEL) {
-        tunnel_pump(u->bev, s->bev);
+        if (read_timeout_forgiven(s, u->bev, what))
+            return;
+        tunnel_pump(s, u->bev, s->bev);
         enter_closing(s); /* deliver what the upstream said last, then close */
         return;
     }
@@ -779,7 +839,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         pump_request_body(s);
         break;
     case SS_TUNNEL:
-        tunnel_pump(s->bev, s->up->bev);
+        tunnel_pump(s, s->bev, s->up->bev);
         break;
     case SS_CLOSING: {
         struct evbuffer *in = bufferevent_get_input(bev);
@@ -807,9 +867,24 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* A read timeout is not always the end: a client waiting for a slow
+ * response is not idle, nor is a tunnel that moves bytes the other way. */
+static int read_timeout_forgiven(struct wh_session *s, struct bufferevent *bev, short what)
+{
+    if (!(what & BEV_EVENT_TIMEOUT) || !(what & BEV_EVENT_READING))
+        return 0;
+    int waiting = s->state == SS_FORWARD && s->req_body_done && bev == s->bev;
+    if (!waiting && !(s->state == SS_TUNNEL && tunnel_recently_active(s)))
+        return 0;
+    bufferevent_enable(bev, EV_READ);
+    return 1;
+}
+
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wh_session *s = arg;
+    if (read_timeout_forgiven(s, bev, what))
+        return;
     if ((what & BEV_EVENT_EOF) && s->state == SS_FORWARD && s->req_body_done) {
         s->close_after = 1; /* half-closed after a whole request: still answer */
         bufferevent_disable(bev, EV_READ);
