@@ -74,7 +74,7 @@ run_integration() {
     local xml="$top/build/pytest.xml"
     rm -f "$xml"
     WHARF_BUILD_DIR="$top/build/plain" /usr/bin/python3 -m pytest tests/integration tests/app \
-        -p no:cacheprovider -q -rfEs --junitxml="$xml" 2>&1 | tail -40
+        -p no:cacheprovider -o junit_family=xunit1 -q -rfEs --junitxml="$xml" 2>&1 | tail -40
     if [ ! -f "$xml" ]; then
         count 0 1
         return
