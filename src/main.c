@@ -24,6 +24,7 @@
 #include "wharf/config.h"
 #include "wharf/log.h"
 #include "wharf/proxy.h"
+#include "wharf/targets.h"
 
 #define WH_MAX_WORKERS 256
 
@@ -37,8 +38,10 @@ struct wh_cfg_holder {
 /* What the control thread sends a worker through its pipe (one write, under
  * PIPE_BUF, so it arrives whole). */
 struct wh_worker_msg {
-    char cmd; /* 'T' drain and stop, 'R' reload */
-    struct wh_cfg_holder *holder;
+    char cmd; /* 'T' drain and stop, 'R' reload, 'S' snapshot, 'D' close tunnels */
+    struct wh_cfg_holder *holder;  /* 'R' */
+    struct wh_tg_snapshot *snap;   /* 'S': one reference for the worker */
+    struct wh_target *target;      /* 'D': one reference for the worker */
 };
 
 struct wh_worker {
@@ -60,6 +63,7 @@ struct wh_daemon {
     struct wh_access_log *alog; /* NULL = off */
     struct wh_lag *lag;         /* the control loop's own lag */
     struct wh_api *api;         /* NULL without an admin block */
+    struct wh_targets *targets; /* the target registry and health checks */
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
 };
 
@@ -111,6 +115,10 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
             wh_proxy_shutdown(w->proxy, worker_drained, w);
         else if (msg.cmd == 'R')
             wh_proxy_reload(w->proxy, msg.holder->cfg, holder_release, msg.holder);
+        else if (msg.cmd == 'S')
+            wh_proxy_set_snapshot(w->proxy, msg.snap);
+        else if (msg.cmd == 'D')
+            wh_proxy_close_tunnels(w->proxy, msg.target);
     }
 }
 
@@ -153,19 +161,71 @@ static void worker_free(struct wh_worker *w)
     }
 }
 
-static int notify_worker(struct wh_worker *w, char cmd, struct wh_cfg_holder *holder)
+static int send_worker(struct wh_worker *w, const struct wh_worker_msg *msg)
 {
-    struct wh_worker_msg msg = {.cmd = cmd, .holder = holder};
-    if (w->notify_fd[1] > 0 && write(w->notify_fd[1], &msg, sizeof(msg)) == (ssize_t)sizeof(msg))
+    if (w->notify_fd[1] > 0 && write(w->notify_fd[1], msg, sizeof(*msg)) == (ssize_t)sizeof(*msg))
         return 0;
     wh_log_error("main", "worker %d: notify: %s", w->id, strerror(errno));
     return -1;
+}
+
+static int notify_worker(struct wh_worker *w, char cmd, struct wh_cfg_holder *holder)
+{
+    struct wh_worker_msg msg = {.cmd = cmd, .holder = holder};
+    return send_worker(w, &msg);
 }
 
 static void notify_workers(struct wh_daemon *d, char cmd)
 {
     for (int i = 0; i < d->n_workers; i++)
         notify_worker(&d->workers[i], cmd, NULL);
+}
+
+/* The registry published a group's new routable set: every worker gets its
+ * own reference. */
+static void publish_snapshot(void *arg, struct wh_tg_snapshot *snap)
+{
+    struct wh_daemon *d = arg;
+    for (int i = 0; i < d->n_workers; i++) {
+        wh_tg_snapshot_ref(snap);
+        struct wh_worker_msg msg = {.cmd = 'S', .snap = snap};
+        if (send_worker(&d->workers[i], &msg) < 0)
+            wh_tg_snapshot_unref(snap);
+    }
+}
+
+static void target_drained_hard(void *arg, struct wh_target *t)
+{
+    struct wh_daemon *d = arg;
+    for (int i = 0; i < d->n_workers; i++) {
+        wh_target_ref(t);
+        struct wh_worker_msg msg = {.cmd = 'D', .target = t};
+        if (send_worker(&d->workers[i], &msg) < 0)
+            wh_target_unref(t);
+    }
+}
+
+/* Registry, static targets, and each worker's first snapshots (before the
+ * workers run, so the first request already has targets). */
+static int start_targets(struct wh_daemon *d)
+{
+    char err[WH_ERR_LEN];
+    d->targets = wh_targets_new(d->base, publish_snapshot, NULL, d);
+    if (!d->targets)
+        return -1;
+    wh_targets_on_drained_hard(d->targets, target_drained_hard, d);
+    if (wh_targets_set_groups(d->targets, d->cfg, err, sizeof(err)) < 0) {
+        wh_log_error("main", "%s", err);
+        return -1;
+    }
+    for (size_t g = 0; g < d->cfg->n_target_groups; g++)
+        for (int i = 0; i < d->n_workers; i++) {
+            struct wh_tg_snapshot *snap =
+                wh_targets_snapshot(d->targets, d->cfg->target_groups[g].name);
+            if (snap)
+                wh_proxy_set_snapshot(d->workers[i].proxy, snap);
+        }
+    return 0;
 }
 
 static void report_reload_error(void *arg, int is_error, const char *line)
@@ -206,6 +266,9 @@ static void daemon_reload(struct wh_daemon *d)
     for (int i = 0; i < d->n_workers; i++)
         if (notify_worker(&d->workers[i], 'R', h) < 0)
             holder_release(h);
+    char err[WH_ERR_LEN];
+    if (wh_targets_set_groups(d->targets, cfg, err, sizeof(err)) < 0)
+        wh_log_error("main", "reload: targets: %s", err);
     holder_release(d->holder);
     d->holder = h;
     d->cfg = cfg;
@@ -275,7 +338,9 @@ static int start_admin(struct wh_daemon *d)
         wh_log_error("main", "%s", err);
         return -1;
     }
-    return wh_api_add_metrics(d->api, daemon_metrics, d);
+    if (wh_api_add_metrics(d->api, daemon_metrics, d) < 0)
+        return -1;
+    return wh_targets_api_register(d->targets, d->api);
 }
 
 static int resolve_workers(const struct wh_config *cfg)
@@ -315,7 +380,7 @@ static int daemon_start(struct wh_daemon *d)
     evsignal_add(d->sig_term, NULL);
     evsignal_add(d->sig_int, NULL);
     evsignal_add(d->sig_hup, NULL);
-    if (start_admin(d) < 0)
+    if (start_targets(d) < 0 || start_admin(d) < 0)
         return -1;
     for (int i = 0; i < d->n_workers; i++)
         if (pthread_create(&d->workers[i].thread, NULL, worker_main, &d->workers[i]) != 0)
@@ -344,6 +409,7 @@ static void daemon_stop(struct wh_daemon *d)
         event_free(d->sig_usr1);
     wh_access_log_free(d->alog);
     wh_api_free(d->api);
+    wh_targets_free(d->targets);
     wh_lag_free(d->lag);
     if (d->holder)
         holder_release(d->holder);

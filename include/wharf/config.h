@@ -284,7 +284,7 @@ struct wh_config {
 /* What wh_config_load accepts: the proxy basics only so far (workers, log
  * level, limits, timeouts, http listeners whose default_action forwards to
  * one group, target groups with static targets, round robin). */
-#define WH_FEATURES_BUILT (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN)
+#define WH_FEATURES_BUILT (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN | WH_FEATURE_HEALTH | WH_FEATURE_PASSIVE)
 
 /* "tls", "rules", ... for one WH_FEATURE_* bit; NULL for anything else. */
 const char *wh_feature_name(unsigned feature);

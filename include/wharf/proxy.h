@@ -35,6 +35,17 @@ void wh_proxy_shutdown(struct wh_proxy *p, void (*done)(void *arg), void *arg);
 
 void wh_proxy_free(struct wh_proxy *p);
 
+struct wh_tg_snapshot;
+struct wh_target;
+
+/* Route the snapshot's group from now on (takes ownership of one reference).
+ * Call on the worker's thread, or before it runs. */
+void wh_proxy_set_snapshot(struct wh_proxy *p, struct wh_tg_snapshot *snap);
+
+/* Close the tunnels open to t (its deregistration delay is over). Takes
+ * ownership of one reference on t. Worker's thread. */
+void wh_proxy_close_tunnels(struct wh_proxy *p, struct wh_target *t);
+
 struct wh_access_log;
 /* Log every request to alog (borrowed; NULL = off). Call before the worker
  * runs. Lines are flushed every 200 ms or 32 KiB. */

@@ -1,12 +1,12 @@
-/* Upstream connections and the per-target pool of idle keep-alive ones.
- * A connection returns to the pool only after a complete, well-framed
- * exchange; an idle one that the upstream closes or that stays idle too
- * long is freed. */
+/* Upstream connections and each worker's pools of idle keep-alive ones, one
+ * pool per target. A connection returns to its pool only after a complete,
+ * well-framed exchange; an idle one that the upstream closes or that stays
+ * idle too long is freed. */
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "wharf/log.h"
 #include "proxy-int.h"
@@ -15,54 +15,96 @@ static void upconn_read_cb(struct bufferevent *bev, void *arg);
 static void upconn_write_cb(struct bufferevent *bev, void *arg);
 static void upconn_event_cb(struct bufferevent *bev, short what, void *arg);
 
+static size_t bucket_of(const struct wh_target *t)
+{
+    return (size_t)(t->id % WH_POOL_BUCKETS);
+}
+
+struct wh_pool *wh_pool_get(struct wh_proxy *p, struct wh_target *t)
+{
+    struct wh_pool **head = &p->pools[bucket_of(t)];
+    for (struct wh_pool *pool = *head; pool; pool = pool->next)
+        if (pool->target == t)
+            return pool;
+    struct wh_pool *pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return NULL;
+    pool->proxy = p;
+    pool->target = t;
+    pool->listed = 1; /* it came from a current snapshot */
+    wh_target_ref(t);
+    TAILQ_INIT(&pool->idle);
+    pool->next = *head;
+    *head = pool;
+    return pool;
+}
+
+static void pool_free_if_unused(struct wh_pool *pool)
+{
+    if (pool->listed || pool->busy > 0 || pool->n_idle > 0)
+        return;
+    struct wh_pool **pp = &pool->proxy->pools[bucket_of(pool->target)];
+    while (*pp != pool)
+        pp = &(*pp)->next;
+    *pp = pool->next;
+    wh_target_unref(pool->target);
+    free(pool);
+}
+
 void wh_upconn_free(struct wh_upconn *u)
 {
     if (!u)
         return;
-    if (u->session == NULL && u->target && u->pool_link.tqe_prev) {
-        TAILQ_REMOVE(&u->target->idle, u, pool_link);
-        u->target->n_idle--;
+    struct wh_pool *pool = u->pool;
+    if (u->session == NULL && u->pool_link.tqe_prev) {
+        TAILQ_REMOVE(&pool->idle, u, pool_link);
+        pool->n_idle--;
+    } else if (u->session) {
+        pool->busy--;
     }
     if (u->bev)
         bufferevent_free(u->bev);
     u->magic = 0;
     free(u);
+    pool_free_if_unused(pool);
 }
 
-struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_target *t, struct wh_session *s)
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool,
+                                    struct wh_session *s)
 {
     struct wh_upconn *u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
     u->magic = WH_UPCONN_MAGIC;
-    u->target = t;
+    u->pool = pool;
     u->session = s;
+    pool->busy++;
     u->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!u->bev)
         goto err;
     bufferevent_setcb(u->bev, upconn_read_cb, upconn_write_cb, upconn_event_cb, u);
     struct timeval tv = wh_tv(p->gen->cfg->timeouts.upstream_connect);
     bufferevent_set_timeouts(u->bev, NULL, &tv);
-    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->cfg->addr.ss,
-                                   (int)t->cfg->addr.len) < 0)
+    const struct wh_addr *a = &pool->target->addr;
+    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&a->ss, (int)a->len) < 0)
         goto err;
-    evutil_socket_t fd = bufferevent_getfd(u->bev);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return u;
 err:
     wh_upconn_free(u);
     return NULL;
 }
 
-struct wh_upconn *wh_pool_take(struct wh_target *t, struct wh_session *s)
+struct wh_upconn *wh_pool_take(struct wh_pool *pool, struct wh_session *s)
 {
-    struct wh_upconn *u = TAILQ_FIRST(&t->idle);
+    struct wh_upconn *u = TAILQ_FIRST(&pool->idle);
     if (!u)
         return NULL;
-    TAILQ_REMOVE(&t->idle, u, pool_link);
+    TAILQ_REMOVE(&pool->idle, u, pool_link);
     u->pool_link.tqe_prev = NULL;
-    t->n_idle--;
+    pool->n_idle--;
+    pool->busy++;
     u->session = s;
     bufferevent_set_timeouts(u->bev, NULL, NULL);
     return u;
@@ -70,28 +112,69 @@ struct wh_upconn *wh_pool_take(struct wh_target *t, struct wh_session *s)
 
 void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u)
 {
-    struct wh_target *t = u->target;
-    u->session = NULL;
-    u->requests++;
-    if (t->n_idle >= WH_POOL_IDLE_MAX || p->shutting_down ||
-        evbuffer_get_length(bufferevent_get_input(u->bev)) > 0) {
-        /* Bytes after a complete response mean the upstream misframed. */
-        u->pool_link.tqe_prev = NULL;
+    struct wh_pool *pool = u->pool;
+    int keep = pool->listed && pool->n_idle < WH_POOL_IDLE_MAX && !p->shutting_down &&
+               /* bytes after a complete response mean the upstream misframed */
+               evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
+    if (!keep) {
         wh_upconn_free(u);
         return;
     }
-    TAILQ_INSERT_HEAD(&t->idle, u, pool_link);
-    t->n_idle++;
+    u->session = NULL;
+    pool->busy--;
+    u->requests++;
+    TAILQ_INSERT_HEAD(&pool->idle, u, pool_link);
+    pool->n_idle++;
     struct timeval tv = wh_tv(WH_POOL_IDLE_TIMEOUT);
     bufferevent_set_timeouts(u->bev, &tv, NULL);
-    bufferevent_enable(u->bev, EV_READ);
 }
 
-void wh_pool_clear(struct wh_target *t)
+static int snapshot_lists(const struct wh_tg_snapshot *snap, const struct wh_target *t)
 {
-    struct wh_upconn *u;
-    while ((u = TAILQ_FIRST(&t->idle)) != NULL)
-        wh_upconn_free(u);
+    for (size_t i = 0; snap && i < snap->n; i++)
+        if (snap->members[i].target == t)
+            return 1;
+    return 0;
+}
+
+/* Free a pool's idle connections; the last one frees the pool itself when
+ * nothing else holds it, so the pool is not touched after the loop. */
+static void pool_close_idle(struct wh_pool *pool)
+{
+    size_t n = pool->n_idle;
+    if (n == 0) {
+        pool_free_if_unused(pool);
+        return;
+    }
+    while (n-- > 0)
+        wh_upconn_free(TAILQ_FIRST(&pool->idle));
+}
+
+void wh_pools_sweep(struct wh_proxy *p)
+{
+    for (size_t b = 0; b < WH_POOL_BUCKETS; b++) {
+        struct wh_pool *pool = p->pools[b], *next;
+        for (; pool; pool = next) {
+            next = pool->next;
+            pool->listed = 0;
+            for (size_t g = 0; g < p->n_groups && !pool->listed; g++)
+                pool->listed = snapshot_lists(p->groups[g]->snap, pool->target);
+            if (!pool->listed)
+                pool_close_idle(pool);
+        }
+    }
+}
+
+void wh_pools_free(struct wh_proxy *p)
+{
+    for (size_t b = 0; b < WH_POOL_BUCKETS; b++) {
+        struct wh_pool *pool;
+        while ((pool = p->pools[b]) != NULL) {
+            pool->listed = 0;
+            pool->busy = 0; /* the sessions are gone by now */
+            pool_close_idle(pool);
+        }
+    }
 }
 
 static void upconn_read_cb(struct bufferevent *bev, void *arg)
@@ -121,6 +204,7 @@ static void upconn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_CONNECTED) {
         u->connected = 1;
+        wh_target_note_connect(u->pool->target, 1);
         bufferevent_set_timeouts(u->bev, NULL, NULL);
         wh_session_upstream_connected(u->session);
         return;

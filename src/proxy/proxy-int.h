@@ -15,6 +15,7 @@
 #include "wharf/config.h"
 #include "wharf/http.h"
 #include "wharf/proxy.h"
+#include "wharf/targets.h"
 
 #define WH_PROXY_MAGIC 0x50525859u   /* "PRXY" */
 #define WH_SESSION_MAGIC 0x53455353u /* "SESS" */
@@ -27,14 +28,14 @@
 #define WH_POOL_IDLE_TIMEOUT 60. /* seconds an idle upstream connection is kept */
 
 struct wh_session;
-struct wh_target;
+struct wh_pool;
 
 /* One upstream connection: connecting, busy with a session, or idle in its
  * target's pool. */
 struct wh_upconn {
     uint32_t magic;
     struct bufferevent *bev;
-    struct wh_target *target;
+    struct wh_pool *pool;       /* the target's pool in this worker */
     struct wh_session *session; /* NULL while idle in the pool */
     int connected;
     unsigned requests; /* requests served on it: >0 means it is a reused one */
@@ -42,31 +43,36 @@ struct wh_upconn {
 };
 TAILQ_HEAD(wh_upconn_list, wh_upconn);
 
-/* A target of a group as a worker sees it. */
-struct wh_target {
-    const struct wh_cfg_target *cfg;
+/* A worker's connections to one target (registry object, referenced while
+ * the pool lives). The pool goes once no current snapshot of the worker
+ * lists its target and no connection of it is out with a session. */
+struct wh_pool {
+    struct wh_proxy *proxy;
+    struct wh_target *target;
     struct wh_upconn_list idle;
     size_t n_idle;
+    size_t busy;
+    int listed;
+    struct wh_pool *next; /* hash chain */
 };
+#define WH_POOL_BUCKETS 1024
 
+/* A worker's view of one target group: the snapshot it routes from now
+ * (one reference held), swapped when the control thread sends a new one. */
 struct wh_group {
-    const struct wh_cfg_target_group *cfg;
-    struct wh_target *targets;
-    size_t n_targets;
+    char name[WH_NAME_MAX];
+    struct wh_tg_snapshot *snap; /* NULL until the first arrives */
     unsigned rr_next;
 };
 
-/* One configuration as a worker serves it: the groups (with their upstream
- * pools) built from it. A request holds a reference to the generation it
- * started in, so a reload never pulls a group from under it; the old one is
- * freed, and its configuration released, when its last request ends. */
+/* One configuration as a worker serves it. A request holds a reference to
+ * the generation it started in; the old one is released, and its
+ * configuration with it, when its last request ends. */
 struct wh_gen {
     struct wh_proxy *proxy;
     const struct wh_config *cfg;
     void (*release)(void *arg); /* called once the generation dies */
     void *release_arg;
-    struct wh_group *groups;
-    size_t n_groups;
     unsigned refs;
 };
 
@@ -75,6 +81,7 @@ struct wh_listener {
     const struct wh_cfg_listener *cfg; /* in the current generation's config */
     struct evconnlistener *evl;
     struct wh_gen *pinned; /* a removed listener keeps its config alive */
+    struct wh_group *group; /* where the default action forwards; NULL: none */
     int removed;
     char port_text[8];
 };
@@ -88,6 +95,9 @@ struct wh_proxy {
     int worker_id;
     struct wh_listener **listeners; /* never moved: sessions point at them */
     size_t n_listeners;
+    struct wh_group **groups; /* never moved: listeners point at them */
+    size_t n_groups;
+    struct wh_pool *pools[WH_POOL_BUCKETS];
     struct wh_session_list sessions;
     size_t n_sessions;
     /* read by the control thread for metrics: relaxed atomics, one writer */
@@ -108,27 +118,33 @@ struct wh_proxy {
 
 struct wh_gen *wh_gen_acquire(struct wh_proxy *p);
 void wh_gen_release(struct wh_gen *g);
-/* The group a listener's default action forwards to in g, or NULL. */
-struct wh_group *wh_gen_default_group(struct wh_gen *g, const struct wh_listener *l);
+/* The worker's group of that name, made (empty) when new; NULL on ENOMEM. */
+struct wh_group *wh_proxy_group(struct wh_proxy *p, const char *name);
 
 /* ---- balancer.c: the seam target selection goes through ---- */
 
-/* Pick a target of g other than `exclude` (may be NULL); NULL when the group
- * has no target to offer. */
+/* Pick a target of g's snapshot other than `exclude` (may be NULL); NULL
+ * when the group has no target to offer. The target is borrowed from the
+ * snapshot: reference it before the snapshot can change. */
 struct wh_target *wh_balancer_pick(struct wh_group *g, const struct wh_target *exclude);
 
 /* ---- pool.c ---- */
 
-/* An idle pooled connection to t (marked busy for s), or NULL. */
-struct wh_upconn *wh_pool_take(struct wh_target *t, struct wh_session *s);
-/* Start a new connection to t for s; NULL on immediate failure. */
-struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_target *t,
+/* This worker's pool for t, made when new (referencing t); NULL on ENOMEM. */
+struct wh_pool *wh_pool_get(struct wh_proxy *p, struct wh_target *t);
+/* An idle pooled connection (marked busy for s), or NULL. */
+struct wh_upconn *wh_pool_take(struct wh_pool *pool, struct wh_session *s);
+/* Start a new connection to the pool's target for s; NULL on immediate failure. */
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool,
                                     struct wh_session *s);
 /* Return a connection whose last exchange was complete and well framed. */
 void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u);
 /* Close and free (never reused). */
 void wh_upconn_free(struct wh_upconn *u);
-void wh_pool_clear(struct wh_target *t);
+/* After a snapshot change: close idle connections to targets no current
+ * snapshot lists, and drop pools nothing uses. */
+void wh_pools_sweep(struct wh_proxy *p);
+void wh_pools_free(struct wh_proxy *p);
 
 /* ---- headers.c: head rewriting (pure, unit tested) ---- */
 

@@ -29,16 +29,6 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
 
 /* ---- generations ---- */
 
-static void free_groups(struct wh_group *groups, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < groups[i].n_targets; k++)
-            wh_pool_clear(&groups[i].targets[k]);
-        free(groups[i].targets);
-    }
-    free(groups);
-}
-
 static struct wh_gen *gen_new(struct wh_proxy *p, const struct wh_config *cfg,
                               void (*release)(void *), void *release_arg)
 {
@@ -50,29 +40,7 @@ static struct wh_gen *gen_new(struct wh_proxy *p, const struct wh_config *cfg,
     g->release = release;
     g->release_arg = release_arg;
     g->refs = 1;
-    g->n_groups = cfg->n_target_groups;
-    g->groups = calloc(g->n_groups ? g->n_groups : 1, sizeof(*g->groups));
-    if (!g->groups)
-        goto fail;
-    for (size_t i = 0; i < g->n_groups; i++) {
-        struct wh_group *grp = &g->groups[i];
-        grp->cfg = &cfg->target_groups[i];
-        grp->n_targets = grp->cfg->n_targets;
-        grp->targets = calloc(grp->n_targets ? grp->n_targets : 1, sizeof(*grp->targets));
-        if (!grp->targets)
-            goto fail;
-        for (size_t k = 0; k < grp->n_targets; k++) {
-            grp->targets[k].cfg = &grp->cfg->targets[k];
-            TAILQ_INIT(&grp->targets[k].idle);
-        }
-        /* Workers start at different offsets so they do not move in step. */
-        grp->rr_next = (unsigned)p->worker_id;
-    }
     return g;
-fail:
-    free_groups(g->groups, g->n_groups);
-    free(g);
-    return NULL;
 }
 
 struct wh_gen *wh_gen_acquire(struct wh_proxy *p)
@@ -85,48 +53,53 @@ void wh_gen_release(struct wh_gen *g)
 {
     if (!g || --g->refs > 0)
         return;
-    free_groups(g->groups, g->n_groups);
     if (g->release)
         g->release(g->release_arg);
     free(g);
 }
 
-struct wh_group *wh_gen_default_group(struct wh_gen *g, const struct wh_listener *l)
+/* ---- groups: the snapshots this worker routes from ---- */
+
+struct wh_group *wh_proxy_group(struct wh_proxy *p, const char *name)
 {
-    const struct wh_cfg_action *act = &l->cfg->default_action;
-    if (act->type != WH_ACTION_FORWARD || act->n_forward == 0)
+    for (size_t i = 0; i < p->n_groups; i++)
+        if (strcmp(p->groups[i]->name, name) == 0)
+            return p->groups[i];
+    struct wh_group *g = calloc(1, sizeof(*g));
+    struct wh_group **grown = g ? realloc(p->groups, (p->n_groups + 1) * sizeof(*grown)) : NULL;
+    if (!grown) {
+        free(g);
         return NULL;
-    const char *name = act->forward[0].target_group;
-    for (size_t i = 0; i < g->n_groups; i++)
-        if (strcmp(g->groups[i].cfg->name, name) == 0)
-            return &g->groups[i];
-    return NULL;
+    }
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    /* Workers start at different offsets so they do not move in step. */
+    g->rr_next = (unsigned)p->worker_id;
+    p->groups = grown;
+    p->groups[p->n_groups++] = g;
+    return g;
 }
 
-/* Idle upstream connections to an address that stays are kept across a
- * reload: move them from the old generation's targets to the new ones. */
-static void carry_pools(struct wh_gen *from, struct wh_gen *to)
+void wh_proxy_set_snapshot(struct wh_proxy *p, struct wh_tg_snapshot *snap)
 {
-    for (size_t i = 0; i < to->n_groups; i++) {
-        for (size_t k = 0; k < to->groups[i].n_targets; k++) {
-            struct wh_target *nt = &to->groups[i].targets[k];
-            for (size_t j = 0; j < from->n_groups; j++) {
-                for (size_t m = 0; m < from->groups[j].n_targets; m++) {
-                    struct wh_target *ot = &from->groups[j].targets[m];
-                    if (strcmp(ot->cfg->addr.text, nt->cfg->addr.text) != 0)
-                        continue;
-                    struct wh_upconn *u;
-                    while ((u = TAILQ_FIRST(&ot->idle)) != NULL) {
-                        TAILQ_REMOVE(&ot->idle, u, pool_link);
-                        ot->n_idle--;
-                        u->target = nt;
-                        TAILQ_INSERT_TAIL(&nt->idle, u, pool_link);
-                        nt->n_idle++;
-                    }
-                }
-            }
-        }
+    struct wh_group *g = wh_proxy_group(p, snap->group);
+    if (!g) {
+        wh_tg_snapshot_unref(snap);
+        return;
     }
+    struct wh_tg_snapshot *old = g->snap;
+    g->snap = snap;
+    /* Requests hold their target, not the snapshot: the old one can go now,
+     * which is what lets a draining target finish early. */
+    wh_tg_snapshot_unref(old);
+    wh_pools_sweep(p);
+}
+
+static void listener_resolve_group(struct wh_proxy *p, struct wh_listener *l)
+{
+    const struct wh_cfg_action *act = &l->cfg->default_action;
+    l->group = NULL;
+    if (act->type == WH_ACTION_FORWARD && act->n_forward > 0)
+        l->group = wh_proxy_group(p, act->forward[0].target_group);
 }
 
 /* ---- listeners ---- */
@@ -148,6 +121,7 @@ static struct wh_listener *open_listener(struct wh_proxy *p, const struct wh_cfg
     }
     l->proxy = p;
     l->cfg = cfg;
+    listener_resolve_group(p, l);
     snprintf(l->port_text, sizeof(l->port_text), "%d", port_of(&cfg->bind));
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
                      LEV_OPT_REUSEABLE_PORT;
@@ -250,6 +224,7 @@ static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, const struc
                 wh_log_warn("proxy", "listener %s: bind %s -> %s needs a restart; still on %s",
                             lc->name, l->cfg->bind.text, lc->bind.text, l->cfg->bind.text);
             l->cfg = lc;
+            listener_resolve_group(p, l);
             continue;
         }
         char err[WH_ERR_LEN];
@@ -275,7 +250,6 @@ int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg, void (*rele
         return -1;
     }
     struct wh_gen *old = p->gen;
-    carry_pools(old, g);
     reload_listeners(p, old, cfg);
     p->gen = g;
     wh_gen_release(old);
@@ -352,6 +326,12 @@ void wh_proxy_free(struct wh_proxy *p)
     }
     free(p->listeners);
     wh_gen_release(p->gen);
+    wh_pools_free(p);
+    for (size_t i = 0; i < p->n_groups; i++) {
+        wh_tg_snapshot_unref(p->groups[i]->snap);
+        free(p->groups[i]);
+    }
+    free(p->groups);
     if (p->scratch)
         evbuffer_free(p->scratch);
     if (p->drain_timer)

@@ -172,6 +172,21 @@ void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockadd
     bufferevent_enable(s->bev, EV_READ);
 }
 
+/* The target this request is on: referenced, and counted in flight (a
+ * tunnel too), until the request ends or moves to another target. */
+static void set_target(struct wh_session *s, struct wh_target *t)
+{
+    if (s->target) {
+        wh_target_end(s->target);
+        wh_target_unref(s->target);
+    }
+    s->target = t;
+    if (t) {
+        wh_target_ref(t);
+        wh_target_begin(t);
+    }
+}
+
 static void release_upstream(struct wh_session *s, int reusable)
 {
     struct wh_upconn *u = s->up;
@@ -181,7 +196,6 @@ static void release_upstream(struct wh_session *s, int reusable)
     if (reusable) {
         wh_pool_put(s->proxy, u);
     } else {
-        u->session = NULL;
         wh_upconn_free(u);
     }
 }
@@ -197,6 +211,7 @@ void wh_session_free(struct wh_session *s)
 {
     struct wh_proxy *p = s->proxy;
     release_upstream(s, 0);
+    set_target(s, NULL);
     wh_gen_release(s->gen);
     if (s->bev)
         bufferevent_free(s->bev);
@@ -307,8 +322,8 @@ static void log_request(struct wh_session *s, int status, const char *error)
         .status = status,
         .bytes_in = s->bytes_in + s->req_body_sent,
         .bytes_out = s->bytes_out,
-        .target_group = s->group ? s->group->cfg->name : NULL,
-        .target = s->target ? s->target->cfg->addr.text : NULL,
+        .target_group = s->group ? s->group->name : NULL,
+        .target = s->target ? s->target->addr.text : NULL,
         .connect_time = since(s->t_connect, s->t_sent),
         .response_time = since(s->t_sent, s->t_resp),
         .total_time = since(s->t_start, end),
@@ -388,7 +403,7 @@ static int next_request(struct wh_session *s)
     s->dechunk = 0;
     s->close_after = 0;
     s->upgrade = 0;
-    s->target = NULL;
+    set_target(s, NULL);
     s->group = NULL;
     s->request_id[0] = '\0';
     s->method[0] = '\0';
@@ -488,22 +503,29 @@ static int can_retry(struct wh_session *s)
            s->resp_state == RS_NONE;
 }
 
+static size_t group_size(const struct wh_group *g)
+{
+    return g && g->snap ? g->snap->n : 0;
+}
+
 static int start_upstream(struct wh_session *s, const struct wh_target *exclude)
 {
     struct wh_target *t = wh_balancer_pick(s->group, exclude);
-    if (!t)
-        return reply_error(s, 502, 0);
-    s->target = t;
-    s->up = exclude ? NULL : wh_pool_take(t, s);
+    struct wh_pool *pool = t ? wh_pool_get(s->proxy, t) : NULL;
+    if (!pool)
+        return reply_error(s, t ? 500 : 502, 0);
+    set_target(s, t);
+    s->up = exclude ? NULL : wh_pool_take(pool, s);
     if (s->up) {
         wh_session_upstream_connected(s);
         return 0;
     }
     if (access_log_on(s))
         s->t_connect = now_real();
-    s->up = wh_upconn_connect(s->proxy, t, s);
+    s->up = wh_upconn_connect(s->proxy, pool, s);
     if (!s->up) {
-        if (can_retry(s) && s->group->n_targets > 1) {
+        wh_target_note_connect(t, 0);
+        if (can_retry(s) && group_size(s->group) > 1) {
             s->retried = 1;
             return start_upstream(s, t);
         }
@@ -518,7 +540,8 @@ static int retry_fresh(struct wh_session *s)
     s->retried = 1;
     release_upstream(s, 0);
     evtimer_del(s->timer);
-    s->up = wh_upconn_connect(s->proxy, s->target, s);
+    struct wh_pool *pool = wh_pool_get(s->proxy, s->target);
+    s->up = pool ? wh_upconn_connect(s->proxy, pool, s) : NULL;
     if (!s->up)
         return reply_error(s, 502, 0);
     return 0;
@@ -527,9 +550,9 @@ static int retry_fresh(struct wh_session *s)
 /* Pick the group; 0 with the upstream head written, or -1 when answered. */
 static int route_request(struct wh_session *s, const char *buf)
 {
-    struct wh_group *g = wh_gen_default_group(s->gen, s->listener);
+    struct wh_group *g = s->listener->group;
     s->group = g;
-    if (!g || g->n_targets == 0) {
+    if (group_size(g) == 0) {
         evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
         s->req_body_done = body_empty(&s->req_body);
         reply_error(s, 503, 0);
@@ -540,7 +563,7 @@ static int route_request(struct wh_session *s, const char *buf)
         .proto = "http",
         .port = s->listener->port_text,
         .request_id = s->request_id,
-        .host_default = g->targets[0].cfg->addr.text,
+        .host_default = g->snap->members[0].target->addr.text,
         .upgrade = s->upgrade,
     };
     wh_rewrite_request(s->req_head, buf, &s->req, &fwd);
@@ -731,6 +754,7 @@ static int parse_response_head(struct wh_session *s)
     }
     const char *buf = (const char *)evbuffer_pullup(in, s->resp.head_len);
     evtimer_del(s->timer);
+    wh_target_note_status(s->target, s->resp.status);
     wh_http_body_init(&s->resp_body, wh_http_response_body_mode(&s->resp, s->req.method),
                       s->resp.content_length, 0);
     /* The head waits in the worker's scratch buffer for the first body
@@ -794,7 +818,8 @@ void wh_session_upstream_event(struct wh_session *s, short what)
         return;
     }
     if (!u->connected) { /* refused or unreachable */
-        if (can_retry(s) && s->group->n_targets > 1) {
+        wh_target_note_connect(s->target, 0);
+        if (can_retry(s) && group_size(s->group) > 1) {
             s->retried = 1;
             struct wh_target *failed = s->target;
             release_upstream(s, 0);
@@ -906,6 +931,17 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (s->state == SS_FORWARD && s->resp_state == RS_NONE)
         reply_error(s, 504, 0);
+}
+
+void wh_proxy_close_tunnels(struct wh_proxy *p, struct wh_target *t)
+{
+    struct wh_session *s, *next;
+    for (s = TAILQ_FIRST(&p->sessions); s; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if (s->state == SS_TUNNEL && s->target == t)
+            wh_session_free(s);
+    }
+    wh_target_unref(t);
 }
 
 void wh_sessions_close_idle(struct wh_proxy *p)

@@ -8,7 +8,7 @@ a test can prove exactly what reached them.
 
 Fixtures
   wharf_binary   path of wharfd ($WHARF_BUILD_DIR/wharfd, default
-                 /work/main/build/plain/wharfd)
+                 build/plain/wharfd of this checkout)
   upstream       factory: upstream(handler=None, name=None) -> Upstream
   wharfd         factory: wharfd(targets, limits=..., timeouts=..., ...) -> Wharfd
   refused_target factory: refused_target() -> "127.0.0.1:PORT" with nothing listening
@@ -46,7 +46,8 @@ import pytest
 sys.modules["wharf_proxy_harness"] = sys.modules[__name__]
 
 LOOPBACK = "127.0.0.1"
-BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR", "/work/main/build/plain"))
+BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR",
+                               str(Path(__file__).resolve().parents[2] / "build" / "plain")))
 
 TOKEN_BYTES = frozenset(
     b"!#$%&'*+-.^_`|~0123456789"

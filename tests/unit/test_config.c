@@ -1661,7 +1661,7 @@ static void test_staging_errors_and_parse_errors_together(void **state)
     struct msgs m;
     assert_null(load("target_groups = ( { name = \"web\";\n"
                      "  health_check = { matcher = \"999\"; }; } );\n",
-                     BUILT, &m));
+                     STAGED, &m));
     assert_int_equal(m.n, 2);
     assert_true(find(&m, 1, "t.conf:2: target_groups[web].health_check: health checks") >= 0);
     assert_true(find(&m, 1, "t.conf:2: target_groups[web].health_check.matcher: \"999\"") >= 0);

@@ -3,7 +3,7 @@
 Fixtures
   demo_app      session: path (str) of the static demo app binary,
                 $DEMO_APP, else $WHARF_BUILD_DIR/tests/app/demo-app (default
-                build dir /work/main/build/plain; `make tests/app/demo-app`).
+                build dir build/plain of this checkout; `make tests/app/demo-app`).
   fleet         session: a Fleet of 3 engines ("EC2 hosts" h1, h2, h3), each
                 in its own network namespace, TCP + mutual TLS on ADDR:2376
                 and a unix socket, images wharf-demo:v1/v2/bad/hc imported.

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR", "/work/main/build/plain"))
+BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR",
+                               str(Path(__file__).resolve().parents[3] / "build" / "plain")))
 TOOL = BUILD_DIR / "tests" / "runtime" / "wh-runtime-test"
 DOCKER = "/usr/bin/docker"
 _seq = itertools.count(1)
