@@ -306,6 +306,11 @@ static void log_request(struct wh_session *s, int status, const char *error)
     atomic_uint_fast64_t *c = &s->proxy->responses[cls];
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    /* The group's counters are shared by the workers: a real add. Every
+     * snapshot of a group points at the same counters. */
+    if (s->group && s->group->snap)
+        atomic_fetch_add_explicit(&s->group->snap->counters->responses[cls], 1,
+                                  memory_order_relaxed);
     if (!access_log_on(s))
         return;
     double end = now_real();
