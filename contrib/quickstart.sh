@@ -112,16 +112,15 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; do
     sleep 0.2
 done
 
-echo "==> three requests through wharfd (round robin across the containers):"
-for _ in 1 2 3; do
-    curl -fsS "http://127.0.0.1:$port/"
-    echo
-done
+echo "==> three requests on one keep-alive connection (round robin across the containers):"
+url="http://127.0.0.1:$port/"
+curl -fsS -w '\n' "$url" "$url" "$url"
 cat <<MSG
 
 wharf is running: wharfd on :$port in front of three demo containers
 (docker ps --filter label=wharf.quickstart).
-  curl http://127.0.0.1:$port/       # each request goes to the next container
-  tail -f $state/wharfd.log          # wharfd's log
+  curl http://127.0.0.1:$port/       # the next container answers (each worker thread
+                                     # keeps its own round robin)
+X
   contrib/quickstart.sh --stop       # stop wharfd, the containers and an engine it started
 MSG
