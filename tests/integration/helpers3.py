@@ -173,6 +173,17 @@ def demo_app_path():
     return path
 
 
+def stop_process(proc, grace=5):
+    """SIGTERM, then SIGKILL after grace seconds; waits for the exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 class DemoApp:
     def __init__(self, path, workdir, index):
         self.port = free_port()
@@ -191,13 +202,7 @@ class DemoApp:
             return "(no log)"
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self._log.close()
 
 
