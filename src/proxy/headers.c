@@ -9,14 +9,23 @@
 #define MAX_CONN_TOKENS 16
 
 /* Header names that never cross a hop (RFC 9110 §7.6.1), plus the ones
- * wharfd sets itself. */
-static const char *const request_drop[] = {
-    "connection", "keep-alive", "te", "trailer", "upgrade", "proxy-connection",
-    "expect", "x-forwarded-proto", "x-forwarded-port", "x-request-id", "x-forwarded-for",
+ * wharfd sets itself; lengths computed at compile time (request path). */
+struct hdr_name {
+    const char *name;
+    size_t len;
 };
-static const char *const response_drop[] = {
-    "connection", "keep-alive", "te", "trailer", "upgrade", "proxy-connection",
+#define HDR(s) {s, sizeof(s) - 1}
+static const struct hdr_name request_drop[] = {
+    HDR("connection"), HDR("keep-alive"),        HDR("te"),
+    HDR("trailer"),    HDR("upgrade"),           HDR("proxy-connection"),
+    HDR("expect"),     HDR("x-forwarded-proto"), HDR("x-forwarded-port"),
+    HDR("x-request-id"), HDR("x-forwarded-for"),
 };
+static const struct hdr_name response_drop[] = {
+    HDR("connection"), HDR("keep-alive"), HDR("te"),
+    HDR("trailer"),    HDR("upgrade"),    HDR("proxy-connection"),
+};
+#undef HDR
 
 struct conn_tokens {
     struct wh_http_span tok[MAX_CONN_TOKENS];
@@ -57,11 +66,11 @@ static int keep_for_upgrade(const char *buf, struct wh_http_span name, int upgra
     return upgrade && wh_http_span_eq(buf, name, "upgrade", 7);
 }
 
-static int name_in_list(const char *buf, struct wh_http_span name, const char *const *list,
+static int name_in_list(const char *buf, struct wh_http_span name, const struct hdr_name *list,
                         size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (wh_http_span_eq(buf, name, list[i], strlen(list[i])))
+        if (name.len == list[i].len && wh_http_span_eq(buf, name, list[i].name, list[i].len))
             return 1;
     return 0;
 }

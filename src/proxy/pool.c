@@ -20,13 +20,21 @@ static size_t bucket_of(const struct wh_target *t)
     return (size_t)(t->id % WH_POOL_BUCKETS);
 }
 
-struct wh_pool *wh_pool_get(struct wh_proxy *p, struct wh_target *t)
+static struct wh_pool *pool_find(struct wh_proxy *p, const struct wh_target *t)
 {
-    struct wh_pool **head = &p->pools[bucket_of(t)];
-    for (struct wh_pool *pool = *head; pool; pool = pool->next)
+    for (struct wh_pool *pool = p->pools[bucket_of(t)]; pool; pool = pool->next)
         if (pool->target == t)
             return pool;
-    struct wh_pool *pool = calloc(1, sizeof(*pool));
+    return NULL;
+}
+
+struct wh_pool *wh_pool_get(struct wh_proxy *p, struct wh_target *t)
+{
+    struct wh_pool *pool = pool_find(p, t);
+    if (pool)
+        return pool;
+    struct wh_pool **head = &p->pools[bucket_of(t)];
+    pool = calloc(1, sizeof(*pool));
     if (!pool)
         return NULL;
     pool->proxy = p;
@@ -129,14 +137,6 @@ void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u)
     bufferevent_set_timeouts(u->bev, &tv, NULL);
 }
 
-static int snapshot_lists(const struct wh_tg_snapshot *snap, const struct wh_target *t)
-{
-    for (size_t i = 0; snap && i < snap->n; i++)
-        if (snap->members[i].target == t)
-            return 1;
-    return 0;
-}
-
 /* Free a pool's idle connections; the last one frees the pool itself when
  * nothing else holds it, so the pool is not touched after the loop. */
 static void pool_close_idle(struct wh_pool *pool)
@@ -150,15 +150,25 @@ static void pool_close_idle(struct wh_pool *pool)
         wh_upconn_free(TAILQ_FIRST(&pool->idle));
 }
 
+/* Runs on the worker for every published snapshot: linear in pools plus
+ * members (a hash lookup per member), not their product. */
 void wh_pools_sweep(struct wh_proxy *p)
 {
+    for (size_t b = 0; b < WH_POOL_BUCKETS; b++)
+        for (struct wh_pool *pool = p->pools[b]; pool; pool = pool->next)
+            pool->listed = 0;
+    for (size_t g = 0; g < p->n_groups; g++) {
+        const struct wh_tg_snapshot *snap = p->groups[g]->snap;
+        for (size_t i = 0; snap && i < snap->n; i++) {
+            struct wh_pool *pool = pool_find(p, snap->members[i].target);
+            if (pool)
+                pool->listed = 1;
+        }
+    }
     for (size_t b = 0; b < WH_POOL_BUCKETS; b++) {
         struct wh_pool *pool = p->pools[b], *next;
         for (; pool; pool = next) {
             next = pool->next;
-            pool->listed = 0;
-            for (size_t g = 0; g < p->n_groups && !pool->listed; g++)
-                pool->listed = snapshot_lists(p->groups[g]->snap, pool->target);
             if (!pool->listed)
                 pool_close_idle(pool);
         }

@@ -241,12 +241,11 @@ static int enter_closing(struct wh_session *s)
     evtimer_del(s->timer);
     s->state = SS_CLOSING;
     bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-        client_write_cb(s->bev, s);
-        return -1;
-    }
+    bufferevent_enable(s->bev, EV_READ); /* queued output arms the write event itself */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        client_write_cb(s->bev, s); /* nothing left to send: linger now */
     return -1;
 }
 
