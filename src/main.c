@@ -32,6 +32,7 @@
  * freed when the last of them lets go. */
 struct wh_cfg_holder {
     struct wh_config *cfg;
+    struct wh_proxy_prep *prep; /* rules compiled, certificates loaded */
     atomic_int refs;
 };
 
@@ -39,9 +40,9 @@ struct wh_cfg_holder {
  * PIPE_BUF, so it arrives whole). */
 struct wh_worker_msg {
     char cmd; /* 'T' drain and stop, 'R' reload, 'S' snapshot, 'D' close tunnels */
-    struct wh_cfg_holder *holder;  /* 'R' */
-    struct wh_tg_snapshot *snap;   /* 'S': one reference for the worker */
-    struct wh_target *target;      /* 'D': one reference for the worker */
+    struct wh_cfg_holder *holder; /* 'R' */
+    struct wh_tg_snapshot *snap;  /* 'S': one reference for the worker */
+    struct wh_target *target;     /* 'D': one reference for the worker */
 };
 
 struct wh_worker {
@@ -55,7 +56,7 @@ struct wh_worker {
 
 struct wh_daemon {
     const char *path;
-    struct wh_config *cfg;          /* current; owned by holder */
+    struct wh_config *cfg; /* current; owned by holder */
     struct wh_cfg_holder *holder;
     struct event_base *base;
     struct wh_worker *workers;
@@ -81,12 +82,21 @@ static void report_config(void *arg, int is_error, const char *line)
     fprintf(stderr, "%s%s\n", is_error ? "" : "warning: ", line);
 }
 
+/* Takes cfg: made ready to serve (rules, certificates) and held, or freed
+ * after the error is logged. */
 static struct wh_cfg_holder *holder_new(struct wh_config *cfg, int refs)
 {
+    char err[WH_ERR_LEN];
     struct wh_cfg_holder *h = calloc(1, sizeof(*h));
-    if (!h)
+    struct wh_proxy_prep *prep = h ? wh_proxy_prepare(cfg, err, sizeof(err)) : NULL;
+    if (!prep) {
+        wh_log_error("main", "%s", h ? err : "out of memory");
+        free(h);
+        wh_config_free(cfg);
         return NULL;
+    }
     h->cfg = cfg;
+    h->prep = prep;
     atomic_init(&h->refs, refs);
     return h;
 }
@@ -96,6 +106,7 @@ static void holder_release(void *arg)
     struct wh_cfg_holder *h = arg;
     if (atomic_fetch_sub(&h->refs, 1) != 1)
         return;
+    wh_proxy_prep_free(h->prep);
     wh_config_free(h->cfg);
     free(h);
 }
@@ -114,7 +125,8 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
         if (msg.cmd == 'T')
             wh_proxy_shutdown(w->proxy, worker_drained, w);
         else if (msg.cmd == 'R')
-            wh_proxy_reload(w->proxy, msg.holder->cfg, holder_release, msg.holder);
+            wh_proxy_reload(w->proxy, msg.holder->cfg, msg.holder->prep, holder_release,
+                            msg.holder);
         else if (msg.cmd == 'S')
             wh_proxy_set_snapshot(w->proxy, msg.snap);
         else if (msg.cmd == 'D')
@@ -140,7 +152,8 @@ static int worker_init(struct wh_daemon *d, struct wh_worker *w, int id)
     }
     w->notify_ev = event_new(w->base, w->notify_fd[0], EV_READ | EV_PERSIST, worker_notify_cb, w);
     event_add(w->notify_ev, NULL);
-    w->proxy = wh_proxy_new(w->base, d->cfg, id, holder_release, d->holder, err, sizeof(err));
+    w->proxy = wh_proxy_new(w->base, d->cfg, d->holder->prep, id, holder_release, d->holder, err,
+                            sizeof(err));
     if (!w->proxy) {
         wh_log_error("main", "%s", err);
         return -1;
@@ -240,8 +253,7 @@ static void report_reload_error(void *arg, int is_error, const char *line)
 static void warn_restart_needed(const struct wh_config *old, const struct wh_config *cfg)
 {
     if (old->workers != cfg->workers)
-        wh_log_warn("main", "reload: workers %d -> %d needs a restart", old->workers,
-                    cfg->workers);
+        wh_log_warn("main", "reload: workers %d -> %d needs a restart", old->workers, cfg->workers);
     if ((old->log.access_log == NULL) != (cfg->log.access_log == NULL) ||
         (old->log.access_log && strcmp(old->log.access_log, cfg->log.access_log) != 0))
         wh_log_warn("main", "reload: a change of log.access_log needs a restart");
@@ -258,7 +270,7 @@ static void daemon_reload(struct wh_daemon *d)
     }
     struct wh_cfg_holder *h = holder_new(cfg, d->n_workers + 1);
     if (!h) {
-        wh_config_free(cfg);
+        wh_log_error("main", "reload failed: keeping the running configuration");
         return;
     }
     warn_restart_needed(d->cfg, cfg);
@@ -355,8 +367,10 @@ static int daemon_start(struct wh_daemon *d)
 {
     d->n_workers = resolve_workers(d->cfg);
     d->holder = holder_new(d->cfg, d->n_workers + 1);
-    if (!d->holder)
+    if (!d->holder) {
+        d->cfg = NULL; /* holder_new freed it */
         return -1;
+    }
     d->workers = calloc((size_t)d->n_workers, sizeof(*d->workers));
     d->base = event_base_new();
     if (!d->workers || !d->base)
@@ -419,6 +433,21 @@ static void daemon_stop(struct wh_daemon *d)
         event_base_free(d->base);
 }
 
+/* -t: the file parsed; now read the certificates and compile the rules as a
+ * start would. */
+static int check_config(struct wh_config *cfg)
+{
+    char err[WH_ERR_LEN];
+    struct wh_proxy_prep *prep = wh_proxy_prepare(cfg, err, sizeof(err));
+    if (prep)
+        printf("configuration ok\n");
+    else
+        fprintf(stderr, "%s\n", err);
+    wh_proxy_prep_free(prep);
+    wh_config_free(cfg);
+    return prep ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -448,11 +477,8 @@ int main(int argc, char **argv)
     d.cfg = wh_config_load(path, report_config, NULL);
     if (!d.cfg)
         return 1;
-    if (check_only) {
-        printf("configuration ok\n");
-        wh_config_free(d.cfg);
-        return 0;
-    }
+    if (check_only)
+        return check_config(d.cfg);
     wh_log_set_level(d.cfg->log.level);
     signal(SIGPIPE, SIG_IGN);
     int rc = 0;

@@ -281,10 +281,14 @@ struct wh_config {
 #define WH_FEATURE_PASSIVE (1u << 11)    /* target_groups.passive */
 #define WH_FEATURES_ALL ((1u << 12) - 1)
 
-/* What wh_config_load accepts: the proxy basics only so far (workers, log
- * level, limits, timeouts, http listeners whose default_action forwards to
- * one group, target groups with static targets, round robin). */
-#define WH_FEATURES_BUILT (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN | WH_FEATURE_HEALTH | WH_FEATURE_PASSIVE)
+/* What wh_config_load accepts: the proxy and its ALB features (listeners
+ * with rules and TLS, target groups with health checks, algorithms,
+ * stickiness and slow start), the access log and the admin API. The fleet,
+ * services and the store are still to come. */
+#define WH_FEATURES_BUILT                                                                          \
+    (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN | WH_FEATURE_HEALTH | WH_FEATURE_PASSIVE |           \
+     WH_FEATURE_TLS | WH_FEATURE_RULES | WH_FEATURE_ALGORITHMS | WH_FEATURE_STICKINESS |           \
+     WH_FEATURE_SLOW_START)
 
 /* "tls", "rules", ... for one WH_FEATURE_* bit; NULL for anything else. */
 const char *wh_feature_name(unsigned feature);

@@ -10,7 +10,7 @@ enum wh_log_level wh_log_get_level(void);
 void wh_log(enum wh_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define WH_ERR_LEN 256
+#define WH_ERR_LEN 512
 
 #define wh_log_error(mod, ...) wh_log(WH_LOG_ERROR, mod, __VA_ARGS__)
 #define wh_log_warn(mod, ...) wh_log(WH_LOG_WARN, mod, __VA_ARGS__)

@@ -12,20 +12,33 @@
 struct event_base;
 struct wh_config;
 struct wh_proxy;
+struct wh_proxy_prep;
 
-/* New worker proxy on base, serving cfg (borrowed until release(arg) is
- * called, once no request uses it any more; release may be NULL). Opens
- * every listener with SO_REUSEPORT. Returns NULL with err set. */
-struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *cfg, int worker_id,
+/* What serving cfg needs beyond its structs: each listener's compiled
+ * rules, its TLS contexts (certificates and keys read from disk now) and
+ * its stickiness key. Built on the control thread for each loaded
+ * configuration, before any worker sees it; immutable afterwards and shared
+ * by every worker. cfg is borrowed and must outlive the result. Returns
+ * NULL with err set ("FILE:LINE: key: message" for a bad certificate). */
+struct wh_proxy_prep *wh_proxy_prepare(const struct wh_config *cfg, char *err, size_t errlen);
+void wh_proxy_prep_free(struct wh_proxy_prep *prep);
+
+/* New worker proxy on base, serving cfg with prep (made from cfg by
+ * wh_proxy_prepare; both borrowed until release(arg) is called, once no
+ * request uses them any more; release may be NULL). Opens every listener
+ * with SO_REUSEPORT. Returns NULL with err set. */
+struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *cfg,
+                              const struct wh_proxy_prep *prep, int worker_id,
                               void (*release)(void *arg), void *release_arg, char *err,
                               size_t errlen);
 
-/* Serve cfg from now on (call on the worker's thread). Requests under way
- * finish with the configuration they started with; release(arg) is called
- * for cfg once it is no longer used. Listeners are matched by name: added
- * ones open, removed ones close, a changed bind is logged as needing a
- * restart. */
-int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg, void (*release)(void *arg),
+/* Serve cfg and its prep from now on (call on the worker's thread).
+ * Requests under way finish with the configuration they started with;
+ * release(arg) is called once cfg is no longer used. Listeners are matched
+ * by name: added ones open, removed ones close, a changed bind is logged as
+ * needing a restart. */
+int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg,
+                    const struct wh_proxy_prep *prep, void (*release)(void *arg),
                     void *release_arg);
 
 /* Stop accepting, close idle client connections and let in-flight requests

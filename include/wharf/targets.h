@@ -141,7 +141,12 @@ struct wh_tg_counters {
 struct wh_tg_member {
     struct wh_target *target; /* referenced by the snapshot */
     int weight;               /* 1..999, as registered */
-    double healthy_since; /* monotonic seconds it became healthy; 0 = not healthy (slow start) */
+    double healthy_since;     /* monotonic seconds it became healthy; 0 = not healthy */
+    /* Monotonic seconds its slow start began; 0 = serves at full share. A
+     * target enters slow start when it becomes healthy while its group has
+     * slow_start on and at least one healthy target not in slow start (as
+     * ALB: a group that starts from nothing serves at full share). */
+    double slow_start_begin;
 };
 
 /* One group's routable targets at one moment. Immutable once published:
@@ -152,6 +157,7 @@ struct wh_tg_snapshot {
     char group[WH_NAME_MAX];
     uint64_t version;            /* grows by one per published snapshot of the group */
     enum wh_algorithm algorithm; /* the group's setting when this was built */
+    double slow_start;           /* the group's slow_start, seconds; 0 = off */
     /* Routable: the healthy targets; when none is healthy but some are
      * initial or unhealthy, all of those (fail_open = 1, never draining
      * ones); n = 0 when the group has nothing to offer (answer 503). */

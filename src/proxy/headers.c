@@ -14,11 +14,14 @@ struct hdr_name {
     const char *name;
     size_t len;
 };
-#define HDR(s) {s, sizeof(s) - 1}
+#define HDR(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
 static const struct hdr_name request_drop[] = {
-    HDR("connection"), HDR("keep-alive"),        HDR("te"),
-    HDR("trailer"),    HDR("upgrade"),           HDR("proxy-connection"),
-    HDR("expect"),     HDR("x-forwarded-proto"), HDR("x-forwarded-port"),
+    HDR("connection"),   HDR("keep-alive"),        HDR("te"),
+    HDR("trailer"),      HDR("upgrade"),           HDR("proxy-connection"),
+    HDR("expect"),       HDR("x-forwarded-proto"), HDR("x-forwarded-port"),
     HDR("x-request-id"), HDR("x-forwarded-for"),
 };
 static const struct hdr_name response_drop[] = {
@@ -124,8 +127,7 @@ uint64_t wh_rng_next(uint64_t *state)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-void wh_request_id_pick(const char *buf, const struct wh_http_msg *req, uint64_t *rng,
-                        char *id_out)
+void wh_request_id_pick(const char *buf, const struct wh_http_msg *req, uint64_t *rng, char *id_out)
 {
     int i = wh_http_find_header(req, buf, "x-request-id", 12);
     if (i >= 0) {
@@ -186,13 +188,14 @@ int wh_rewrite_request(struct evbuffer *out, const char *buf, const struct wh_ht
     if (fwd->upgrade)
         evbuffer_add(out, "Connection: upgrade\r\n", 21);
     add_forwarded_for(out, buf, req, fwd->client_ip);
-    evbuffer_add_printf(out, "X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %s\r\nX-Request-Id: %s\r\n\r\n",
+    evbuffer_add_printf(out,
+                        "X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %s\r\nX-Request-Id: %s\r\n\r\n",
                         fwd->proto, fwd->port, fwd->request_id);
     return 0;
 }
 
 int wh_rewrite_response(struct evbuffer *out, const char *buf, const struct wh_http_msg *resp,
-                        unsigned flags, const char *request_id)
+                        unsigned flags, const char *extra)
 {
     struct conn_tokens ct;
     collect_connection_tokens(buf, resp, &ct);
@@ -220,9 +223,32 @@ int wh_rewrite_response(struct evbuffer *out, const char *buf, const struct wh_h
         evbuffer_add(out, "Connection: close\r\n", 19);
     else if (flags & WH_RESP_KEEPALIVE)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    (void)request_id;
+    if (extra)
+        evbuffer_add(out, extra, strlen(extra));
     evbuffer_add(out, "\r\n", 2);
     return 0;
+}
+
+void wh_local_response(struct evbuffer *out, const struct wh_local_resp *r)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status, wh_http_reason(r->status));
+    if (r->location)
+        evbuffer_add_printf(out, "Location: %s\r\n", r->location);
+    if (r->body_len > 0 || r->content_type)
+        evbuffer_add_printf(out, "Content-Type: %s\r\n",
+                            r->content_type ? r->content_type : "text/plain");
+    evbuffer_add_printf(out, "Content-Length: %zu\r\nServer: wharf\r\n", r->body_len);
+    if (r->request_id && r->request_id[0])
+        evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    if (r->flags & WH_RESP_CLOSE)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (r->flags & WH_RESP_KEEPALIVE)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    if (r->extra)
+        evbuffer_add(out, r->extra, strlen(r->extra));
+    evbuffer_add(out, "\r\n", 2);
+    if (r->body_len > 0 && !r->head_only)
+        evbuffer_add(out, r->body, r->body_len);
 }
 
 void wh_error_response(struct evbuffer *out, int status, int close, const char *request_id)
@@ -234,6 +260,6 @@ void wh_error_response(struct evbuffer *out, int status, int close, const char *
                         status, reason, strlen(reason) + 5);
     if (request_id && request_id[0])
         evbuffer_add_printf(out, "X-Request-Id: %s\r\n", request_id);
-    evbuffer_add_printf(out, "%s\r\n\r\n%d %s\n", close ? "Connection: close" : "Connection: keep-alive",
-                        status, reason);
+    evbuffer_add_printf(out, "%s\r\n\r\n%d %s\n",
+                        close ? "Connection: close" : "Connection: keep-alive", status, reason);
 }

@@ -17,6 +17,11 @@
 #include "wharf/proxy.h"
 #include "wharf/targets.h"
 
+#include "balance.h"
+#include "rules.h"
+#include "sticky.h"
+#include "tls.h"
+
 #define WH_PROXY_MAGIC 0x50525859u   /* "PRXY" */
 #define WH_SESSION_MAGIC 0x53455353u /* "SESS" */
 #define WH_UPCONN_MAGIC 0x55504331u  /* "UPC1" */
@@ -24,8 +29,8 @@
 /* Bytes buffered toward a slow peer before we stop reading the other side. */
 #define WH_HIGH_WATER (256 * 1024)
 #define WH_ACCESS_LOG_FLUSH (32 * 1024) /* buffered access-log bytes that force a write */
-#define WH_POOL_IDLE_MAX 64      /* idle upstream connections kept per target */
-#define WH_POOL_IDLE_TIMEOUT 60. /* seconds an idle upstream connection is kept */
+#define WH_POOL_IDLE_MAX 64             /* idle upstream connections kept per target */
+#define WH_POOL_IDLE_TIMEOUT 60.        /* seconds an idle upstream connection is kept */
 
 struct wh_session;
 struct wh_pool;
@@ -62,7 +67,23 @@ struct wh_pool {
 struct wh_group {
     char name[WH_NAME_MAX];
     struct wh_tg_snapshot *snap; /* NULL until the first arrives */
-    unsigned rr_next;
+    struct wh_balance_state bal;
+};
+
+/* What serving one listener needs beyond its configuration, built on the
+ * control thread and then read by every worker. */
+struct wh_listener_prep {
+    const struct wh_cfg_listener *cfg;
+    struct wh_rule_set *rules;        /* owned */
+    struct wh_tls_server *tls;        /* owned; NULL for http */
+    struct wh_sticky_key key;         /* signs stickiness cookies */
+    char tg_cookie[WH_NAME_MAX + 16]; /* group stickiness cookie name */
+};
+
+struct wh_proxy_prep {
+    const struct wh_config *cfg;
+    struct wh_listener_prep *listeners; /* cfg->n_listeners, in the same order */
+    size_t n_listeners;
 };
 
 /* One configuration as a worker serves it. A request holds a reference to
@@ -71,6 +92,8 @@ struct wh_group {
 struct wh_gen {
     struct wh_proxy *proxy;
     const struct wh_config *cfg;
+    const struct wh_proxy_prep *prep;
+    struct wh_group **groups;   /* this worker's group of each cfg->target_groups[i] */
     void (*release)(void *arg); /* called once the generation dies */
     void *release_arg;
     unsigned refs;
@@ -78,10 +101,10 @@ struct wh_gen {
 
 struct wh_listener {
     struct wh_proxy *proxy;
-    const struct wh_cfg_listener *cfg; /* in the current generation's config */
+    const struct wh_cfg_listener *cfg;   /* in the current generation's config */
+    const struct wh_listener_prep *prep; /* the same generation's */
     struct evconnlistener *evl;
     struct wh_gen *pinned; /* a removed listener keeps its config alive */
-    struct wh_group *group; /* where the default action forwards; NULL: none */
     int removed;
     char port_text[8];
 };
@@ -127,6 +150,9 @@ struct wh_group *wh_proxy_group(struct wh_proxy *p, const char *name);
  * when the group has no target to offer. The target is borrowed from the
  * snapshot: reference it before the snapshot can change. */
 struct wh_target *wh_balancer_pick(struct wh_group *g, const struct wh_target *exclude);
+/* The member of g's snapshot whose address is addr, when it may take
+ * requests on stickiness (healthy: the snapshot is not fail-open). */
+struct wh_target *wh_balancer_find(struct wh_group *g, const char *addr, size_t len);
 
 /* ---- pool.c ---- */
 
@@ -135,8 +161,7 @@ struct wh_pool *wh_pool_get(struct wh_proxy *p, struct wh_target *t);
 /* An idle pooled connection (marked busy for s), or NULL. */
 struct wh_upconn *wh_pool_take(struct wh_pool *pool, struct wh_session *s);
 /* Start a new connection to the pool's target for s; NULL on immediate failure. */
-struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool,
-                                    struct wh_session *s);
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool, struct wh_session *s);
 /* Return a connection whose last exchange was complete and well framed. */
 void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u);
 /* Close and free (never reused). */
@@ -149,10 +174,10 @@ void wh_pools_free(struct wh_proxy *p);
 /* ---- headers.c: head rewriting (pure, unit tested) ---- */
 
 struct wh_fwd_info {
-    const char *client_ip;   /* text of the TCP peer address */
-    const char *proto;       /* "http" or "https" */
-    const char *port;        /* listener port as text */
-    const char *request_id;  /* 1..128 of [A-Za-z0-9._-] */
+    const char *client_ip;    /* text of the TCP peer address */
+    const char *proto;        /* "http" or "https" */
+    const char *port;         /* listener port as text */
+    const char *request_id;   /* 1..128 of [A-Za-z0-9._-] */
     const char *host_default; /* Host to add when the client sent none (HTTP/1.0) */
     int upgrade;              /* forward Upgrade and ask for a tunnel */
 };
@@ -171,14 +196,30 @@ int wh_rewrite_request(struct evbuffer *out, const char *buf, const struct wh_ht
 void wh_request_id_pick(const char *buf, const struct wh_http_msg *req, uint64_t *rng,
                         char *id_out);
 
-#define WH_RESP_CLOSE 0x1    /* tell the client the connection closes */
+#define WH_RESP_CLOSE 0x1     /* tell the client the connection closes */
 #define WH_RESP_KEEPALIVE 0x2 /* HTTP/1.0 client kept alive: say so */
-#define WH_RESP_DECHUNK 0x4  /* body is de-chunked: drop Transfer-Encoding */
-#define WH_RESP_UPGRADE 0x8  /* 101 Switching Protocols: keep Upgrade */
+#define WH_RESP_DECHUNK 0x4   /* body is de-chunked: drop Transfer-Encoding */
+#define WH_RESP_UPGRADE 0x8   /* 101 Switching Protocols: keep Upgrade */
 
-/* Write the client response head for resp (parsed from buf) to out. */
+/* Write the client response head for resp (parsed from buf) to out; extra
+ * (NULL = none) holds more header lines, each ending in CRLF. */
 int wh_rewrite_response(struct evbuffer *out, const char *buf, const struct wh_http_msg *resp,
-                        unsigned flags, const char *request_id);
+                        unsigned flags, const char *extra);
+
+/* A response wharfd makes from a listener action (redirect, fixed
+ * response). */
+struct wh_local_resp {
+    int status;
+    const char *location;     /* NULL = no Location */
+    const char *content_type; /* NULL = text/plain when there is a body */
+    const char *body;
+    size_t body_len;
+    unsigned flags; /* WH_RESP_CLOSE or WH_RESP_KEEPALIVE */
+    int head_only;  /* HEAD request: Content-Length but no body */
+    const char *request_id;
+    const char *extra; /* more header lines (CRLF each) or NULL */
+};
+void wh_local_response(struct evbuffer *out, const struct wh_local_resp *r);
 
 /* A complete error response made by wharfd itself. */
 void wh_error_response(struct evbuffer *out, int status, int close, const char *request_id);

@@ -30,16 +30,30 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
 /* ---- generations ---- */
 
 static struct wh_gen *gen_new(struct wh_proxy *p, const struct wh_config *cfg,
-                              void (*release)(void *), void *release_arg)
+                              const struct wh_proxy_prep *prep, void (*release)(void *),
+                              void *release_arg)
 {
     struct wh_gen *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
     g->proxy = p;
     g->cfg = cfg;
+    g->prep = prep;
     g->release = release;
     g->release_arg = release_arg;
     g->refs = 1;
+    g->groups = calloc(cfg->n_target_groups ? cfg->n_target_groups : 1, sizeof(*g->groups));
+    for (size_t i = 0; g->groups && i < cfg->n_target_groups; i++) {
+        g->groups[i] = wh_proxy_group(p, cfg->target_groups[i].name);
+        if (!g->groups[i]) {
+            free(g->groups);
+            g->groups = NULL;
+        }
+    }
+    if (!g->groups) {
+        free(g);
+        return NULL;
+    }
     return g;
 }
 
@@ -55,6 +69,7 @@ void wh_gen_release(struct wh_gen *g)
         return;
     if (g->release)
         g->release(g->release_arg);
+    free(g->groups);
     free(g);
 }
 
@@ -73,7 +88,8 @@ struct wh_group *wh_proxy_group(struct wh_proxy *p, const char *name)
     }
     snprintf(g->name, sizeof(g->name), "%s", name);
     /* Workers start at different offsets so they do not move in step. */
-    g->rr_next = (unsigned)p->worker_id;
+    g->bal.rr_next = (unsigned)p->worker_id;
+    g->bal.rng = wh_rng_next(&p->rng) | 1;
     p->groups = grown;
     p->groups[p->n_groups++] = g;
     return g;
@@ -94,12 +110,10 @@ void wh_proxy_set_snapshot(struct wh_proxy *p, struct wh_tg_snapshot *snap)
     wh_pools_sweep(p);
 }
 
-static void listener_resolve_group(struct wh_proxy *p, struct wh_listener *l)
+static const struct wh_listener_prep *listener_prep(const struct wh_gen *g,
+                                                    const struct wh_cfg_listener *lc)
 {
-    const struct wh_cfg_action *act = &l->cfg->default_action;
-    l->group = NULL;
-    if (act->type == WH_ACTION_FORWARD && act->n_forward > 0)
-        l->group = wh_proxy_group(p, act->forward[0].target_group);
+    return &g->prep->listeners[lc - g->cfg->listeners];
 }
 
 /* ---- listeners ---- */
@@ -121,10 +135,10 @@ static struct wh_listener *open_listener(struct wh_proxy *p, const struct wh_cfg
     }
     l->proxy = p;
     l->cfg = cfg;
-    listener_resolve_group(p, l);
+    l->prep = listener_prep(p->gen, cfg);
     snprintf(l->port_text, sizeof(l->port_text), "%d", port_of(&cfg->bind));
-    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
-                     LEV_OPT_REUSEABLE_PORT;
+    unsigned flags =
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT;
     l->evl = evconnlistener_new_bind(p->base, accept_cb, l, flags, 1024,
                                      (const struct sockaddr *)&cfg->bind.ss, (int)cfg->bind.len);
     if (!l->evl) {
@@ -164,9 +178,9 @@ static struct wh_listener *find_listener(struct wh_proxy *p, const char *name)
     return NULL;
 }
 
-struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *cfg, int worker_id,
-                              void (*release)(void *), void *release_arg, char *err,
-                              size_t errlen)
+struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *cfg,
+                              const struct wh_proxy_prep *prep, int worker_id,
+                              void (*release)(void *), void *release_arg, char *err, size_t errlen)
 {
     struct wh_proxy *p = calloc(1, sizeof(*p));
     if (!p) {
@@ -179,7 +193,7 @@ struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *c
     TAILQ_INIT(&p->sessions);
     if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng) || p->rng == 0)
         p->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)p;
-    p->gen = gen_new(p, cfg, release, release_arg);
+    p->gen = gen_new(p, cfg, prep, release, release_arg);
     p->scratch = evbuffer_new();
     if (!p->gen || !p->scratch) {
         snprintf(err, errlen, "out of memory");
@@ -198,8 +212,9 @@ fail:
 
 /* Point kept listeners at the new configuration, open added ones, close
  * removed ones. A changed bind keeps the old socket until a restart. */
-static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, const struct wh_config *cfg)
+static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, struct wh_gen *g)
 {
+    const struct wh_config *cfg = g->cfg;
     for (size_t i = 0; i < p->n_listeners; i++) {
         struct wh_listener *l = p->listeners[i];
         int kept = 0;
@@ -224,7 +239,7 @@ static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, const struc
                 wh_log_warn("proxy", "listener %s: bind %s -> %s needs a restart; still on %s",
                             lc->name, l->cfg->bind.text, lc->bind.text, l->cfg->bind.text);
             l->cfg = lc;
-            listener_resolve_group(p, l);
+            l->prep = listener_prep(g, lc);
             continue;
         }
         char err[WH_ERR_LEN];
@@ -238,10 +253,10 @@ static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, const struc
     }
 }
 
-int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg, void (*release)(void *),
-                    void *release_arg)
+int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg,
+                    const struct wh_proxy_prep *prep, void (*release)(void *), void *release_arg)
 {
-    struct wh_gen *g = gen_new(p, cfg, release, release_arg);
+    struct wh_gen *g = gen_new(p, cfg, prep, release, release_arg);
     if (!g) {
         wh_log_error("proxy", "worker %d: reload: out of memory; keeping the old configuration",
                      p->worker_id);
@@ -250,8 +265,8 @@ int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg, void (*rele
         return -1;
     }
     struct wh_gen *old = p->gen;
-    reload_listeners(p, old, cfg);
-    p->gen = g;
+    p->gen = g; /* listeners opened now take their prep from it */
+    reload_listeners(p, old, g);
     wh_gen_release(old);
     return 0;
 }

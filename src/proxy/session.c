@@ -12,6 +12,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+
 #include "wharf/accesslog.h"
 
 #include "wharf/log.h"
@@ -21,6 +24,7 @@ enum sess_state {
     SS_HEAD,    /* waiting for or reading a request head */
     SS_FORWARD, /* routed: exchange with an upstream in progress */
     SS_TUNNEL,  /* after 101 Switching Protocols: bytes both ways */
+    SS_DISCARD, /* answered here: reading and dropping the request body */
     SS_CLOSING, /* flushing what we wrote, then closing */
 };
 
@@ -33,8 +37,15 @@ struct wh_session {
     struct bufferevent *bev;
     TAILQ_ENTRY(wh_session) link;
     char client_ip[INET6_ADDRSTRLEN];
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer; /* for source_ip conditions */
     enum sess_state state;
-    struct event *timer; /* client_header, then upstream_response deadline */
+    struct event *timer; /* tls_handshake, client_header, then upstream_response deadline */
+    int tls;             /* an https listener's connection */
+    int handshaking;     /* TLS handshake not finished yet */
 
     struct wh_http_parser req_parser;
     struct wh_http_msg req;
@@ -44,12 +55,16 @@ struct wh_session {
     uint64_t req_body_sent;
     struct evbuffer *req_head; /* rewritten head, kept for a retry */
     char request_id[129];
-    struct wh_gen *gen; /* held from a request's head to its end */
+    struct wh_gen *gen;                       /* held from a request's head to its end */
+    const struct wh_action *action;           /* the matched rule's, in gen */
+    const struct wh_cfg_target_group *tg_cfg; /* the forward group's, in gen */
     struct wh_group *group;
+    int sticky_target; /* answer with a target stickiness cookie */
+    int sticky_group;  /* answer with a group stickiness cookie */
     struct wh_target *target;
     struct wh_upconn *up;
     int retried;
-    int upgrade; /* the request asks for a protocol switch */
+    int upgrade;          /* the request asks for a protocol switch */
     double tunnel_active; /* last time a byte crossed the tunnel */
 
     struct wh_http_parser resp_parser;
@@ -75,11 +90,13 @@ static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static int parse_request_head(struct wh_session *s);
-static int start_upstream(struct wh_session *s, const struct wh_target *exclude);
+static int start_upstream(struct wh_session *s, const struct wh_target *exclude,
+                          struct wh_target *pinned);
 static int next_request(struct wh_session *s);
 static int start_tunnel(struct wh_session *s, const char *buf);
 static int tunnel_recently_active(struct wh_session *s);
 static int read_timeout_forgiven(struct wh_session *s, struct bufferevent *bev, short what);
+static void handshake_done(struct wh_session *s);
 
 static const struct wh_config *cfg_of(struct wh_session *s)
 {
@@ -96,7 +113,7 @@ static const struct wh_config *cfg_of(struct wh_session *s)
 static int can_write_through(struct bufferevent *bev)
 {
     return evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
-           bufferevent_getfd(bev) >= 0;
+           bufferevent_openssl_get_ssl(bev) == NULL && bufferevent_getfd(bev) >= 0;
 }
 
 static void send_bytes(struct bufferevent *bev, const void *data, size_t len)
@@ -129,6 +146,26 @@ static void set_client_timeouts(struct wh_session *s)
     bufferevent_set_timeouts(s->bev, &idle, &idle);
 }
 
+/* A server-side TLS connection on fd; NULL when it cannot be made (the
+ * caller closes fd). */
+static struct bufferevent *tls_bufferevent(struct wh_session *s, evutil_socket_t fd)
+{
+    SSL *ssl = SSL_new(wh_tls_server_ctx(s->listener->prep->tls));
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        s->proxy->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Clients often close without close_notify; that is an end, not an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    s->tls = 1;
+    s->handshaking = 1;
+    return bev;
+}
+
 void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockaddr *sa, int salen)
 {
     struct wh_proxy *p = l->proxy;
@@ -143,13 +180,15 @@ void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockadd
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->client_port = ntohs(((struct sockaddr_in *)sa)->sin_port); /* same offset in v6 */
+    memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen : sizeof(s->peer));
     if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, s->client_ip,
                   sizeof(s->client_ip));
     else
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, s->client_ip,
                   sizeof(s->client_ip));
-    s->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->bev = l->prep->tls ? tls_bufferevent(s, fd)
+                          : bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
     s->timer = evtimer_new(p->base, timer_cb, s);
     s->req_head = evbuffer_new();
     if (!s->bev || !s->timer || !s->req_head) {
@@ -169,6 +208,10 @@ void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockadd
     bufferevent_setwatermark(s->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
     bufferevent_setwatermark(s->bev, EV_READ, 0, WH_HIGH_WATER);
     set_client_timeouts(s);
+    if (s->tls) {
+        struct timeval tv = wh_tv(cfg_of(s)->timeouts.tls_handshake);
+        evtimer_add(s->timer, &tv);
+    }
     bufferevent_enable(s->bev, EV_READ);
 }
 
@@ -257,6 +300,9 @@ static void start_lingering(struct wh_session *s)
 {
     struct timeval tv = wh_tv(WH_LINGER_SECONDS);
     s->lingering = 1;
+    SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+    if (ssl && !s->handshaking)
+        SSL_shutdown(ssl); /* close_notify, best effort: the socket is non-blocking */
     shutdown(bufferevent_getfd(s->bev), SHUT_WR);
     bufferevent_set_timeouts(s->bev, NULL, NULL);
     evtimer_add(s->timer, &tv);
@@ -279,16 +325,26 @@ static int access_log_on(const struct wh_session *s)
 static const char *error_code(int status)
 {
     switch (status) {
-    case 400: return "bad_request";
-    case 408: return "client_header_timeout";
-    case 413: return "body_too_large";
-    case 431: return "header_too_large";
-    case 501: return "unsupported_transfer_coding";
-    case 502: return "bad_gateway";
-    case 503: return "no_targets";
-    case 504: return "upstream_timeout";
-    case 505: return "version_not_supported";
-    default: return "error";
+    case 400:
+        return "bad_request";
+    case 408:
+        return "client_header_timeout";
+    case 413:
+        return "body_too_large";
+    case 431:
+        return "header_too_large";
+    case 501:
+        return "unsupported_transfer_coding";
+    case 502:
+        return "bad_gateway";
+    case 503:
+        return "no_targets";
+    case 504:
+        return "upstream_timeout";
+    case 505:
+        return "version_not_supported";
+    default:
+        return "error";
     }
 }
 
@@ -409,6 +465,9 @@ static int next_request(struct wh_session *s)
     s->upgrade = 0;
     set_target(s, NULL);
     s->group = NULL;
+    s->action = NULL;
+    s->tg_cfg = NULL;
+    s->sticky_target = s->sticky_group = 0;
     s->request_id[0] = '\0';
     s->method[0] = '\0';
     s->t_start = s->t_connect = s->t_sent = s->t_resp = 0;
@@ -424,7 +483,6 @@ static int body_empty(const struct wh_http_body *b)
 {
     return b->mode == WH_BODY_NONE || (b->mode == WH_BODY_LENGTH && b->remaining == 0);
 }
-
 
 static void stop_reading_if_full(struct bufferevent *from, struct bufferevent *to)
 {
@@ -512,9 +570,10 @@ static size_t group_size(const struct wh_group *g)
     return g && g->snap ? g->snap->n : 0;
 }
 
-static int start_upstream(struct wh_session *s, const struct wh_target *exclude)
+static int start_upstream(struct wh_session *s, const struct wh_target *exclude,
+                          struct wh_target *pinned)
 {
-    struct wh_target *t = wh_balancer_pick(s->group, exclude);
+    struct wh_target *t = pinned ? pinned : wh_balancer_pick(s->group, exclude);
     struct wh_pool *pool = t ? wh_pool_get(s->proxy, t) : NULL;
     if (!pool)
         return reply_error(s, t ? 500 : 502, 0);
@@ -531,7 +590,7 @@ static int start_upstream(struct wh_session *s, const struct wh_target *exclude)
         wh_target_note_connect(t, 0);
         if (can_retry(s) && group_size(s->group) > 1) {
             s->retried = 1;
-            return start_upstream(s, t);
+            return start_upstream(s, t, NULL);
         }
         return reply_error(s, 502, 0);
     }
@@ -551,23 +610,192 @@ static int retry_fresh(struct wh_session *s)
     return 0;
 }
 
-/* Pick the group; 0 with the upstream head written, or -1 when answered. */
-static int route_request(struct wh_session *s, const char *buf)
+/* ---- routing: the listener's rules, then the forward action's group and
+ * the target stickiness pins ---- */
+
+static int64_t wall_seconds(void)
 {
-    struct wh_group *g = s->listener->group;
-    s->group = g;
-    if (group_size(g) == 0) {
+    return (int64_t)time(NULL);
+}
+
+/* The payload of a valid stickiness cookie `name`, or -1. */
+static int sticky_cookie(struct wh_session *s, const char *buf, const char *name, char *out,
+                         size_t outlen)
+{
+    const char *v;
+    size_t len;
+    if (!wh_cookie_find(buf, &s->req, name, strlen(name), &v, &len))
+        return -1;
+    return wh_sticky_decode(&s->listener->prep->key, v, len, wall_seconds(), out, outlen);
+}
+
+static void target_cookie_name(const struct wh_cfg_target_group *tg, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "wharf-lb-%s", tg->name);
+}
+
+/* Which of a forward action's groups: the one the client's group cookie
+ * names while it still has weight, else a weighted draw. */
+static int forward_index(struct wh_session *s, const struct wh_action *a, const char *buf)
+{
+    if (a->stickiness > 0) {
+        s->sticky_group = 1;
+        char name[WH_STICKY_PAYLOAD_MAX + 1];
+        int n = sticky_cookie(s, buf, s->listener->prep->tg_cookie, name, sizeof(name));
+        for (size_t i = 0; n > 0 && i < a->n_groups; i++)
+            if (a->groups[i].weight > 0 && strcmp(a->groups[i].name, name) == 0)
+                return (int)i;
+    }
+    return a->n_groups == 1 ? 0 : wh_forward_pick(a, &s->proxy->rng);
+}
+
+/* The target the client's stickiness cookie pins, while it is healthy in
+ * the group's snapshot; NULL otherwise (a new one is picked and named in a
+ * new cookie). Borrowed from the snapshot. */
+static struct wh_target *pinned_target(struct wh_session *s, const char *buf)
+{
+    if (!s->tg_cfg->stickiness_enabled)
+        return NULL;
+    s->sticky_target = 1;
+    char name[WH_NAME_MAX + 16], payload[WH_STICKY_PAYLOAD_MAX + 1];
+    target_cookie_name(s->tg_cfg, name, sizeof(name));
+    int n = sticky_cookie(s, buf, name, payload, sizeof(payload));
+    size_t glen = strlen(s->tg_cfg->name);
+    if (n <= (int)glen + 1 || memcmp(payload, s->tg_cfg->name, glen) != 0 || payload[glen] != '\n')
+        return NULL;
+    return wh_balancer_find(s->group, payload + glen + 1, (size_t)n - glen - 1);
+}
+
+/* Set-Cookie lines for the response (NULL when none). */
+static const char *sticky_set_cookies(struct wh_session *s, char *out, size_t outlen)
+{
+    size_t used = 0;
+    char value[WH_STICKY_VALUE_MAX], payload[WH_STICKY_PAYLOAD_MAX + 1];
+    const struct wh_sticky_key *key = &s->listener->prep->key;
+    if (s->sticky_target && s->target) {
+        int64_t max_age = (int64_t)s->tg_cfg->stickiness_duration;
+        int n = snprintf(payload, sizeof(payload), "%s\n%s", s->tg_cfg->name, s->target->addr.text);
+        char name[WH_NAME_MAX + 16];
+        target_cookie_name(s->tg_cfg, name, sizeof(name));
+        if (n > 0 && (size_t)n < sizeof(payload) &&
+            wh_sticky_encode(key, payload, (size_t)n, wall_seconds() + max_age, value,
+                             sizeof(value)) > 0)
+            used += (size_t)snprintf(out + used, outlen - used,
+                                     "Set-Cookie: %s=%s; Path=/; Max-Age=%lld; HttpOnly\r\n", name,
+                                     value, (long long)max_age);
+    }
+    if (s->sticky_group && used < outlen) {
+        int64_t max_age = (int64_t)s->action->stickiness;
+        const char *g = s->tg_cfg->name;
+        if (wh_sticky_encode(key, g, strlen(g), wall_seconds() + max_age, value, sizeof(value)) > 0)
+            used += (size_t)snprintf(out + used, outlen - used,
+                                     "Set-Cookie: %s=%s; Path=/; Max-Age=%lld; HttpOnly\r\n",
+                                     s->listener->prep->tg_cookie, value, (long long)max_age);
+    }
+    return used > 0 && used < outlen ? out : NULL;
+}
+
+/* A request body wharfd answered without forwarding is read and dropped so
+ * the connection can serve the next request, up to this much; a longer one
+ * (or one that waits for 100-continue) closes the connection instead. */
+#define WH_DISCARD_MAX (1024 * 1024)
+
+static int discard_body(struct wh_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t consumed = 0, poff, plen;
+        int rc = wh_http_body_next(&s->req_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
+        evbuffer_drain(in, consumed);
+        s->req_body_sent += consumed;
+        if (rc < 0 || s->req_body_sent > WH_DISCARD_MAX)
+            return enter_closing(s);
+        if (rc == WH_HTTP_DONE) {
+            s->req_body_done = 1;
+            return next_request(s);
+        }
+        if (consumed == 0)
+            break;
+    }
+    return 0;
+}
+
+static int body_discardable(const struct wh_session *s)
+{
+    if (s->req.flags & WH_HTTP_F_EXPECT_CONTINUE)
+        return 0; /* the client may never send it */
+    return !(s->req.flags & WH_HTTP_F_CONTENT_LENGTH) || s->req.content_length <= WH_DISCARD_MAX;
+}
+
+/* Answer a redirect or fixed-response action; a small request body is then
+ * read and dropped, so the connection stays open. */
+static int reply_action(struct wh_session *s, const struct wh_action *a, const char *buf)
+{
+    char location[8192];
+    struct wh_local_resp r = {.request_id = s->request_id,
+                              .head_only = s->req.method == WH_METHOD_HEAD};
+    if (a->type == WH_ACTION_REDIRECT) {
+        const char *proto = s->tls ? "https" : "http";
+        if (wh_redirect_location(a, buf, &s->req, proto, s->listener->port_text, location,
+                                 sizeof(location)) < 0)
+            return reply_error(s, 500, 0);
+        r.status = a->redirect_status;
+        r.location = location;
+    } else {
+        r.status = a->fixed_status;
+        r.content_type = a->content_type;
+        r.body = a->body;
+        r.body_len = a->body_len;
+    }
+    /* buf is the head in the input buffer: done with it only now */
+    evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
+    s->req_body_done = body_empty(&s->req_body);
+    evtimer_del(s->timer);
+    int close =
+        !s->req_keepalive || s->proxy->shutting_down || (!s->req_body_done && !body_discardable(s));
+    r.flags = close ? WH_RESP_CLOSE : s->req.version_minor == 0 ? WH_RESP_KEEPALIVE : 0;
+    struct evbuffer *out = s->proxy->scratch;
+    wh_local_response(out, &r);
+    s->bytes_out += evbuffer_get_length(out);
+    send_from(s->bev, out, evbuffer_get_length(out));
+    log_request(s, r.status, NULL);
+    if (close)
+        return enter_closing(s);
+    if (s->req_body_done)
+        return next_request(s);
+    s->state = SS_DISCARD;
+    return discard_body(s);
+}
+
+/* Match the rules and act: 0 with the upstream head written and *pinned
+ * set to a sticky target (or NULL), or -1 when answered here. */
+static int route_request(struct wh_session *s, const char *buf, struct wh_target **pinned)
+{
+    const struct wh_action *a = wh_rules_match(s->listener->prep->rules, buf, &s->req, &s->peer.sa);
+    s->action = a;
+    if (a->type != WH_ACTION_FORWARD) {
+        reply_action(s, a, buf);
+        return -1;
+    }
+    int gi = a->groups[forward_index(s, a, buf)].group_index;
+    s->group = s->gen->groups[gi];
+    s->tg_cfg = &s->gen->cfg->target_groups[gi];
+    if (group_size(s->group) == 0) {
         evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
         s->req_body_done = body_empty(&s->req_body);
         reply_error(s, 503, 0);
         return -1;
     }
+    *pinned = pinned_target(s, buf);
     struct wh_fwd_info fwd = {
         .client_ip = s->client_ip,
-        .proto = "http",
+        .proto = s->tls ? "https" : "http",
         .port = s->listener->port_text,
         .request_id = s->request_id,
-        .host_default = g->snap->members[0].target->addr.text,
+        .host_default = s->group->snap->members[0].target->addr.text,
         .upgrade = s->upgrade,
     };
     wh_rewrite_request(s->req_head, buf, &s->req, &fwd);
@@ -612,7 +840,8 @@ static int parse_request_head(struct wh_session *s)
     if (max_body && (s->req.flags & WH_HTTP_F_CONTENT_LENGTH) && s->req.content_length > max_body)
         return reply_error(s, 413, 1);
     wh_http_body_init(&s->req_body, s->req.body_mode, s->req.content_length, max_body);
-    if (route_request(s, buf) < 0)
+    struct wh_target *pinned = NULL;
+    if (route_request(s, buf, &pinned) < 0)
         return -1;
     evbuffer_drain(in, s->req.head_len);
     s->req_body_done = 0;
@@ -620,7 +849,7 @@ static int parse_request_head(struct wh_session *s)
     if ((s->req.flags & WH_HTTP_F_EXPECT_CONTINUE) && s->req.version_minor == 1 &&
         s->req.body_mode != WH_BODY_NONE)
         send_bytes(s->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    return start_upstream(s, NULL);
+    return start_upstream(s, NULL, pinned);
 }
 
 /* ---- response side ---- */
@@ -714,7 +943,7 @@ static int start_tunnel(struct wh_session *s, const char *buf)
 {
     evtimer_del(s->timer);
     struct evbuffer *out = s->proxy->scratch;
-    wh_rewrite_response(out, buf, &s->resp, WH_RESP_UPGRADE, s->request_id);
+    wh_rewrite_response(out, buf, &s->resp, WH_RESP_UPGRADE, NULL);
     send_from(s->bev, out, evbuffer_get_length(out));
     evbuffer_drain(bufferevent_get_input(s->up->bev), s->resp.head_len);
     evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
@@ -765,7 +994,11 @@ static int parse_response_head(struct wh_session *s)
      * bytes, so a small response leaves in one send(); pump_response_body
      * always flushes it. */
     struct evbuffer *out = s->proxy->scratch;
-    wh_rewrite_response(out, buf, &s->resp, response_flags(s), s->request_id);
+    char cookies[2 * WH_STICKY_VALUE_MAX + 2 * WH_NAME_MAX + 160];
+    const char *extra = s->sticky_target || s->sticky_group
+                            ? sticky_set_cookies(s, cookies, sizeof(cookies))
+                            : NULL;
+    wh_rewrite_response(out, buf, &s->resp, response_flags(s), extra);
     s->bytes_out += evbuffer_get_length(out);
     if (access_log_on(s))
         s->t_resp = now_real();
@@ -827,7 +1060,7 @@ void wh_session_upstream_event(struct wh_session *s, short what)
             s->retried = 1;
             struct wh_target *failed = s->target;
             release_upstream(s, 0);
-            start_upstream(s, failed);
+            start_upstream(s, failed, NULL);
             return;
         }
         reply_error(s, 502, 0);
@@ -860,6 +1093,8 @@ void wh_session_upstream_drained(struct wh_session *s)
 static void client_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wh_session *s = arg;
+    if (s->handshaking)
+        handshake_done(s);
     switch (s->state) {
     case SS_HEAD:
         parse_request_head(s);
@@ -869,6 +1104,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         break;
     case SS_TUNNEL:
         tunnel_pump(s, s->bev, s->up->bev);
+        break;
+    case SS_DISCARD:
+        discard_body(s);
         break;
     case SS_CLOSING: {
         struct evbuffer *in = bufferevent_get_input(bev);
@@ -909,9 +1147,19 @@ static int read_timeout_forgiven(struct wh_session *s, struct bufferevent *bev, 
     return 1;
 }
 
+static void handshake_done(struct wh_session *s)
+{
+    s->handshaking = 0;
+    evtimer_del(s->timer);
+}
+
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wh_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake finished */
+        handshake_done(s);
+        return;
+    }
     if (read_timeout_forgiven(s, bev, what))
         return;
     if ((what & BEV_EVENT_EOF) && s->state == SS_FORWARD && s->req_body_done) {
@@ -925,8 +1173,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wh_session *s = arg;
-    if (s->state == SS_CLOSING) {
-        wh_session_free(s); /* lingering is over */
+    if (s->state == SS_CLOSING || s->handshaking) {
+        if (s->handshaking)
+            wh_log_debug("proxy", "%s: TLS handshake timed out", s->client_ip);
+        wh_session_free(s); /* lingering is over, or the handshake took too long */
         return;
     }
     if (s->state == SS_HEAD) {

@@ -37,8 +37,8 @@ static int stage_hc(const struct wh_cfg_target_group *cg, struct wh_tg_hc *hc, c
     hc->healthy_threshold = c->healthy_threshold > 0 ? c->healthy_threshold : 1;
     hc->unhealthy_threshold = c->unhealthy_threshold > 0 ? c->unhealthy_threshold : 1;
     char merr[WH_ERR_LEN];
-    if (wh_tg_matcher_parse(c->matcher ? c->matcher : "200-399", &hc->matcher, merr,
-                            sizeof(merr)) < 0) {
+    if (wh_tg_matcher_parse(c->matcher ? c->matcher : "200-399", &hc->matcher, merr, sizeof(merr)) <
+        0) {
         snprintf(err, errlen, "target_groups[%s].health_check.matcher: %s", cg->name, merr);
         return -1;
     }
@@ -87,7 +87,8 @@ static void apply_hc(struct wh_tg_group *g, const struct wh_tg_hc *hc)
     int resched = was && hc->enabled && hc->interval != g->hc.interval;
     g->hc = *hc;
     struct wh_tg_target *t;
-    TAILQ_FOREACH(t, &g->targets, link) {
+    TAILQ_FOREACH(t, &g->targets, link)
+    {
         if (t->draining)
             continue;
         if (was && !hc->enabled) { /* no checks: healthy */
@@ -136,8 +137,10 @@ static void sync_statics(struct wh_targets *reg, struct wh_tg_group *g,
         char err[WH_ERR_LEN];
         if (!prev) {
             if (t)
-                wh_log_warn("targets", "%s: static target %s is already registered by %s; left "
-                            "as it is", g->name, ct->addr.text, t->pub.source);
+                wh_log_warn("targets",
+                            "%s: static target %s is already registered by %s; left "
+                            "as it is",
+                            g->name, ct->addr.text, t->pub.source);
             else if (wh_targets_register_addr(reg, g->name, &ct->addr, ct->weight, "static", err,
                                               sizeof(err)) < 0)
                 wh_log_error("targets", "%s: static target %s: %s", g->name, ct->addr.text, err);
@@ -157,7 +160,7 @@ static void retire(struct wh_tg_group *g)
     struct wh_tg_target *t;
     g->in_config = 0;
     TAILQ_FOREACH(t, &g->targets, link)
-        wh_tg_drain(t);
+    wh_tg_drain(t);
     free(g->statics);
     g->statics = NULL;
     g->n_statics = 0;
@@ -176,10 +179,11 @@ static void apply(struct wh_targets *reg, const struct wh_config *cfg, struct st
             free(st[i].statics);
             continue;
         }
-        if (!g->in_config || g->algorithm != cg->algorithm)
+        if (!g->in_config || g->algorithm != cg->algorithm || g->slow_start != cg->slow_start)
             wh_tg_mark_dirty(g);
         g->in_config = 1;
         g->algorithm = cg->algorithm;
+        g->slow_start = cg->slow_start;
         g->deregistration_delay = cg->deregistration_delay;
         g->passive = cg->passive;
         apply_hc(g, &st[i].hc);
@@ -212,7 +216,9 @@ int wh_targets_set_groups(struct wh_targets *reg, const struct wh_config *cfg, c
             free(st[i].statics);
         goto out;
     }
+    reg->batch_began = wh_tg_now(reg);
     apply(reg, cfg, st);
+    reg->batch_began = 0;
     wh_tg_flush(reg);
     rc = 0;
 out:

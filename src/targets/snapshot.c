@@ -45,7 +45,8 @@ static struct wh_tg_snapshot *build(struct wh_tg_group *g)
 {
     size_t healthy = 0, others = 0, live = 0;
     struct wh_tg_target *t;
-    TAILQ_FOREACH(t, &g->targets, link) {
+    TAILQ_FOREACH(t, &g->targets, link)
+    {
         live += !t->draining;
         healthy += routable(t, 0);
         others += routable(t, 1);
@@ -59,17 +60,20 @@ static struct wh_tg_snapshot *build(struct wh_tg_group *g)
     atomic_init(&s->refs, 1);
     memcpy(s->group, g->name, sizeof(s->group));
     s->algorithm = g->algorithm;
+    s->slow_start = g->slow_start;
     s->fail_open = fail_open;
     s->members = (struct wh_tg_member *)(s + 1);
     s->n_registered = live;
     s->counters = &g->counters;
-    TAILQ_FOREACH(t, &g->targets, link) {
+    TAILQ_FOREACH(t, &g->targets, link)
+    {
         if (!routable(t, fail_open))
             continue;
         struct wh_tg_member *m = &s->members[s->n++];
         m->target = &t->pub;
         m->weight = t->pub.weight;
         m->healthy_since = t->healthy_since;
+        m->slow_start_begin = t->slow_start_begin;
         wh_target_ref(&t->pub);
         atomic_fetch_add(&t->pub.snapshots, 1);
     }
@@ -79,12 +83,13 @@ static struct wh_tg_snapshot *build(struct wh_tg_group *g)
 static int same_routing(const struct wh_tg_snapshot *a, const struct wh_tg_snapshot *b)
 {
     if (a->n != b->n || a->fail_open != b->fail_open || a->algorithm != b->algorithm ||
-        a->n_registered != b->n_registered)
+        a->n_registered != b->n_registered || a->slow_start != b->slow_start)
         return 0;
     for (size_t i = 0; i < a->n; i++)
         if (a->members[i].target != b->members[i].target ||
             a->members[i].weight != b->members[i].weight ||
-            a->members[i].healthy_since != b->members[i].healthy_since)
+            a->members[i].healthy_since != b->members[i].healthy_since ||
+            a->members[i].slow_start_begin != b->members[i].slow_start_begin)
             return 0;
     return 1;
 }
@@ -122,7 +127,8 @@ void wh_tg_flush(struct wh_targets *reg)
         event_del(reg->flush);
         reg->flush_pending = 0;
     }
-    TAILQ_FOREACH(g, &reg->groups, link) {
+    TAILQ_FOREACH(g, &reg->groups, link)
+    {
         if (g->dirty)
             publish_group(reg, g);
         again |= g->dirty;

@@ -14,7 +14,8 @@
 #define WH_TG_SWEEP_INTERVAL 0.1     /* passive counters, ejections, drains */
 #define WH_TG_PUBLISH_GAP 0.01       /* at most one coalesced publish per 10 ms */
 #define WH_TG_MAX_SUBSCRIBERS 8
-#define WH_HC_MAX_HEAD (16 * 1024) /* a health-check response head larger than this is malformed */
+#define WH_HC_MAX_HEAD (16 * 1024) /* a health-check response head larger than this is malformed   \
+                                    */
 #define WH_HC_DURATION_BUCKETS 12
 
 /* Status codes 100..599 a health check accepts. */
@@ -77,7 +78,9 @@ struct wh_tg_target {
     int eject_passes;   /* passing checks since the ejection */
     char edesc[WH_TARGET_DESC_MAX];
 
-    double healthy_since; /* monotonic; 0 = not healthy */
+    double healthy_since;    /* monotonic; 0 = not healthy */
+    double slow_start_begin; /* monotonic; 0 = full share (see wh_tg_member) */
+    double state_since_mono; /* monotonic: when the visible state last changed (or registration) */
     double drain_deadline;
     int draining;
 };
@@ -92,6 +95,7 @@ struct wh_tg_group {
     struct wh_targets *reg;
     char name[WH_NAME_MAX];
     enum wh_algorithm algorithm;
+    double slow_start; /* seconds; 0 = off */
     double deregistration_delay;
     struct wh_tg_hc hc;
     struct wh_cfg_passive passive;
@@ -132,6 +136,10 @@ struct wh_targets {
 
     struct wh_tg_group_list groups; /* never freed before the registry: counters */
     uint64_t next_id;
+    /* Monotonic start of the file being applied (0 outside): the targets
+     * it registers come up together, so none of them slow-starts behind
+     * another (see slow_start_begin). */
+    double batch_began;
     struct event *sweep;
     struct event *flush;
     int flush_pending;

@@ -85,6 +85,29 @@ static void emit(struct wh_tg_target *t, enum wh_target_state old, const char *r
         reg->subs[i].fn(reg->subs[i].arg, &ev);
 }
 
+/* As ALB: a target that becomes healthy ramps up only while its group has
+ * a healthy target at full share. That peer must have been healthy since
+ * before this target's unhealthy (or initial) spell began: targets that
+ * come up together (a group starting from nothing, every static target at
+ * start) all serve at full share at once, while one added to or returning
+ * to a serving group ramps. */
+static double slow_start_begin(const struct wh_tg_target *t, double now, double spell_began)
+{
+    const struct wh_tg_group *g = t->group;
+    if (g->slow_start <= 0)
+        return 0;
+    const struct wh_tg_target *o;
+    TAILQ_FOREACH(o, &g->targets, link)
+    {
+        if (o == t || o->draining || o->pub.state != WH_TARGET_HEALTHY ||
+            o->healthy_since >= spell_began)
+            continue;
+        if (o->slow_start_begin == 0 || now - o->slow_start_begin >= g->slow_start)
+            return now;
+    }
+    return 0;
+}
+
 /* Show state s with reason and desc; event_reason ("" = reason) names the
  * cause in the event only. */
 static void set_visible(struct wh_tg_target *t, enum wh_target_state s, const char *reason,
@@ -97,7 +120,10 @@ static void set_visible(struct wh_tg_target *t, enum wh_target_state s, const ch
     enum wh_target_state old = t->pub.state;
     t->pub.state = s;
     t->pub.state_since = wall_now();
-    t->healthy_since = s == WH_TARGET_HEALTHY ? wh_tg_now(t->reg) : 0;
+    double now = wh_tg_now(t->reg), spell_began = t->state_since_mono;
+    t->state_since_mono = now;
+    t->healthy_since = s == WH_TARGET_HEALTHY ? now : 0;
+    t->slow_start_begin = s == WH_TARGET_HEALTHY ? slow_start_begin(t, now, spell_began) : 0;
     t->group->state_changes++;
     wh_tg_mark_dirty(t->group);
     emit(t, old, event_reason && event_reason[0] ? event_reason : t->pub.reason);
@@ -215,7 +241,8 @@ static void drain_check(struct wh_tg_target *t, double now)
 void wh_tg_sweep(struct wh_targets *reg, double now)
 {
     struct wh_tg_group *g;
-    TAILQ_FOREACH(g, &reg->groups, link) {
+    TAILQ_FOREACH(g, &reg->groups, link)
+    {
         struct wh_tg_target *t, *next;
         for (t = TAILQ_FIRST(&g->targets); t; t = next) {
             next = TAILQ_NEXT(t, link);
@@ -319,8 +346,8 @@ struct wh_tg_group *wh_tg_group_find(struct wh_targets *reg, const char *name)
 {
     struct wh_tg_group *g;
     TAILQ_FOREACH(g, &reg->groups, link)
-        if (strcmp(g->name, name) == 0)
-            return g;
+    if (strcmp(g->name, name) == 0)
+        return g;
     return NULL;
 }
 
@@ -328,8 +355,8 @@ struct wh_tg_target *wh_tg_find_live(struct wh_tg_group *g, const char *text)
 {
     struct wh_tg_target *t;
     TAILQ_FOREACH(t, &g->targets, link)
-        if (!t->draining && strcmp(t->pub.addr.text, text) == 0)
-            return t;
+    if (!t->draining && strcmp(t->pub.addr.text, text) == 0)
+        return t;
     return NULL;
 }
 
@@ -362,15 +389,15 @@ static struct wh_tg_target *target_new(struct wh_targets *reg, struct wh_tg_grou
     atomic_init(&t->pub.passive_5xx, 0);
     t->pub.weight = weight;
     t->pub.state = WH_TARGET_UNUSED;
+    t->state_since_mono = reg->batch_began > 0 ? reg->batch_began : wh_tg_now(reg);
     t->reg = reg;
     t->group = g;
     t->verdict = g->hc.enabled ? WH_TARGET_INITIAL : WH_TARGET_HEALTHY;
     return t;
 }
 
-int wh_targets_register_addr(struct wh_targets *reg, const char *group,
-                             const struct wh_addr *addr, int weight, const char *source,
-                             char *err, size_t errlen)
+int wh_targets_register_addr(struct wh_targets *reg, const char *group, const struct wh_addr *addr,
+                             int weight, const char *source, char *err, size_t errlen)
 {
     struct wh_tg_group *g = wh_tg_group_find(reg, group);
     if (!g || !g->in_config) {
@@ -390,8 +417,7 @@ int wh_targets_register_addr(struct wh_targets *reg, const char *group,
         return -EINVAL;
     }
     if (wh_tg_find_live(g, addr->text)) {
-        snprintf(err, errlen, "%s is already registered in target group \"%s\"", addr->text,
-                 group);
+        snprintf(err, errlen, "%s is already registered in target group \"%s\"", addr->text, group);
         return -EEXIST;
     }
     struct wh_tg_target *t = target_new(reg, g, addr, weight, source);
@@ -462,8 +488,8 @@ void wh_tg_drain(struct wh_tg_target *t)
     wh_tg_update_state(t);
 }
 
-static struct wh_tg_target *lookup(struct wh_targets *reg, const char *group,
-                                   const char *addr_text, int *rc)
+static struct wh_tg_target *lookup(struct wh_targets *reg, const char *group, const char *addr_text,
+                                   int *rc)
 {
     struct wh_tg_group *g = wh_tg_group_find(reg, group);
     struct wh_addr a;
@@ -478,15 +504,14 @@ static struct wh_tg_target *lookup(struct wh_targets *reg, const char *group,
     struct wh_tg_target *t = wh_tg_find_live(g, a.text);
     if (!t)
         TAILQ_FOREACH(t, &g->targets, link)
-            if (strcmp(t->pub.addr.text, a.text) == 0)
-                break;
+    if (strcmp(t->pub.addr.text, a.text) == 0)
+        break;
     if (t)
         *rc = 0;
     return t;
 }
 
-struct wh_target *wh_targets_find(struct wh_targets *reg, const char *group,
-                                  const char *addr_text)
+struct wh_target *wh_targets_find(struct wh_targets *reg, const char *group, const char *addr_text)
 {
     int rc;
     struct wh_tg_target *t = lookup(reg, group, addr_text, &rc);
@@ -526,7 +551,8 @@ void wh_targets_foreach(struct wh_targets *reg, const char *group, wh_targets_gr
                         wh_targets_target_fn tfn, void *arg)
 {
     struct wh_tg_group *g;
-    TAILQ_FOREACH(g, &reg->groups, link) {
+    TAILQ_FOREACH(g, &reg->groups, link)
+    {
         if ((group && strcmp(group, g->name) != 0) || (!g->in_config && g->n_targets == 0))
             continue;
         if (gfn)
@@ -534,6 +560,6 @@ void wh_targets_foreach(struct wh_targets *reg, const char *group, wh_targets_gr
         struct wh_tg_target *t;
         if (tfn)
             TAILQ_FOREACH(t, &g->targets, link)
-                tfn(arg, &t->pub);
+        tfn(arg, &t->pub);
     }
 }

@@ -46,7 +46,7 @@ static void rewrite_response(const char *raw, unsigned flags, struct rewritten *
     struct wh_http_msg m;
     parse(raw, WH_HTTP_RESPONSE, &m);
     struct evbuffer *b = evbuffer_new();
-    assert_int_equal(wh_rewrite_response(b, raw, &m, flags, "rid"), 0);
+    assert_int_equal(wh_rewrite_response(b, raw, &m, flags, NULL), 0);
     size_t n = evbuffer_get_length(b);
     evbuffer_remove(b, out->text, n);
     out->text[n] = '\0';

@@ -905,16 +905,141 @@ static void test_snapshot_swap_stress(void **state)
     struct wh_tg_group *g = wh_tg_group_find(f->reg, "web");
     struct wh_tg_target *t;
     TAILQ_FOREACH(t, &g->targets, link)
-        assert_int_equal(atomic_load(&t->pub.in_flight), 0);
+    assert_int_equal(atomic_load(&t->pub.in_flight), 0);
     f->now += 1;
     wh_tg_sweep(f->reg, f->now);
-    TAILQ_FOREACH(t, &g->targets, link) {
+    TAILQ_FOREACH(t, &g->targets, link)
+    {
         assert_false(t->draining);
         /* the registry's reference, and the current snapshot's if it lists it */
         assert_true(atomic_load(&t->pub.snapshots) <= 1);
         assert_int_equal(atomic_load(&t->pub.refs), 1 + atomic_load(&t->pub.snapshots));
     }
     fx_free(f); /* ASan: no leak, no use after free */
+}
+
+/* ---- slow start entry (targets.c: slow_start_begin) ---- */
+
+/* HC_GROUP with slow_start = 30. */
+#define SLOW_GROUP(targets)                                                                        \
+    "target_groups = ( { name = \"web\"; deregistration_delay = 30; slow_start = 30;\n"            \
+    "  health_check = { interval = 1; timeout = 0.5; healthy_threshold = 3;\n"                     \
+    "                   unhealthy_threshold = 2; matcher = \"200\"; };\n"                          \
+    "  targets = ( " targets " ); } );\n"
+
+/* The member of a fresh snapshot of "web" for addr (must be listed). */
+static struct wh_tg_member member_of(struct fx *f, const char *addr)
+{
+    struct wh_tg_snapshot *s = snap(f);
+    struct wh_tg_member m = {0};
+    int found = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->members[i].target->addr.text, addr) == 0) {
+            m = s->members[i];
+            found = 1;
+        }
+    assert_false(s->fail_open);
+    wh_tg_snapshot_unref(s);
+    assert_true(found);
+    return m;
+}
+
+static void pass_checks(struct fx *f, const char *addr, int n)
+{
+    for (int i = 0; i < n; i++)
+        wh_tg_check_result(T(f, "web", addr), 1, NULL, NULL);
+}
+
+static void fail_checks(struct fx *f, const char *addr, int n)
+{
+    for (int i = 0; i < n; i++)
+        wh_tg_check_result(T(f, "web", addr), 0, "timeout", "x");
+}
+
+/* Targets that come up together serve at full share at once: every static
+ * target of the file, whatever order their first checks pass in (a group
+ * that starts from nothing). */
+static void test_slow_start_targets_coming_up_together_get_full_share(void **state)
+{
+    struct fx *f = fx_new(SLOW_GROUP("\"10.0.0.1:80\", \"10.0.0.2:80\", \"10.0.0.3:80\""), 1);
+    pass_checks(f, "10.0.0.1:80", 1);
+    f->now = 1005;
+    pass_checks(f, "10.0.0.2:80", 1);
+    f->now = 1010;
+    pass_checks(f, "10.0.0.3:80", 1);
+    assert_true(member_of(f, "10.0.0.1:80").healthy_since == 1000);
+    assert_true(member_of(f, "10.0.0.2:80").healthy_since == 1005);
+    for (int i = 1; i <= 3; i++) {
+        char addr[32];
+        snprintf(addr, sizeof(addr), "10.0.0.%d:80", i);
+        assert_true(member_of(f, addr).slow_start_begin == 0);
+    }
+    struct wh_tg_snapshot *s = snap(f);
+    assert_true(s->slow_start == 30);
+    assert_int_equal(s->n, 3);
+    wh_tg_snapshot_unref(s);
+    fx_free(f);
+}
+
+/* A target added to a serving group ramps from when it became healthy; so
+ * does one back from unhealthy. Only a peer at full share that was healthy
+ * before the newcomer's spell began counts; ramping peers do not. Slow
+ * start off (a reload) means full share. */
+static void test_slow_start_newcomers_and_returning_targets_ramp(void **state)
+{
+    struct fx *f = fx_new(SLOW_GROUP("\"10.0.0.1:80\", \"10.0.0.2:80\""), 1);
+    pass_checks(f, "10.0.0.1:80", 1);
+    pass_checks(f, "10.0.0.2:80", 1);
+
+    f->now = 1020;
+    reg(f, "10.0.0.3:80"); /* scale out */
+    f->now = 1021;
+    pass_checks(f, "10.0.0.3:80", 1);
+    assert_true(member_of(f, "10.0.0.3:80").slow_start_begin == 1021);
+    assert_true(member_of(f, "10.0.0.1:80").slow_start_begin == 0); /* untouched */
+
+    f->now = 1030;
+    fail_checks(f, "10.0.0.1:80", 2);
+    assert_int_equal(state_of(f, "10.0.0.1:80"), WH_TARGET_UNHEALTHY);
+    f->now = 1040;
+    pass_checks(f, "10.0.0.1:80", 3); /* back while 10.0.0.2 serves at full share */
+    assert_true(member_of(f, "10.0.0.1:80").slow_start_begin == 1040);
+
+    /* Only ramping peers healthy (10.0.0.1 until 1070): a newcomer serves at
+     * full share, as in a group that starts from nothing. 10.0.0.3's ramp
+     * (1021..1051) is over by 1055, so it counts as full share again after. */
+    f->now = 1045;
+    fail_checks(f, "10.0.0.2:80", 2);
+    fail_checks(f, "10.0.0.3:80", 2);
+    f->now = 1046;
+    reg(f, "10.0.0.4:80");
+    pass_checks(f, "10.0.0.4:80", 1);
+    assert_true(member_of(f, "10.0.0.4:80").slow_start_begin == 0);
+
+    /* With slow start off (a reload), nothing ramps from then on. */
+    apply(f, HC_GROUP("\"10.0.0.1:80\", \"10.0.0.2:80\""));
+    f->now = 1050;
+    pass_checks(f, "10.0.0.2:80", 3);
+    assert_true(member_of(f, "10.0.0.2:80").slow_start_begin == 0);
+    struct wh_tg_snapshot *s = snap(f);
+    assert_true(s->slow_start == 0);
+    wh_tg_snapshot_unref(s);
+    fx_free(f);
+}
+
+/* A group without checks: every static target of the file is healthy at
+ * once and serves at full share (they come up together). */
+static void test_slow_start_static_targets_without_checks_start_at_full_share(void **state)
+{
+    struct fx *f = fx_new("target_groups = ( { name = \"web\"; slow_start = 30;\n"
+                          "  targets = ( \"10.0.0.1:80\", \"10.0.0.2:80\" ); } );\n",
+                          1);
+    assert_true(member_of(f, "10.0.0.1:80").slow_start_begin == 0);
+    assert_true(member_of(f, "10.0.0.2:80").slow_start_begin == 0);
+    f->now = 1010;
+    reg(f, "10.0.0.3:80"); /* added later: healthy at once, ramps */
+    assert_true(member_of(f, "10.0.0.3:80").slow_start_begin == 1010);
+    fx_free(f);
 }
 
 int main(void)
@@ -937,6 +1062,9 @@ int main(void)
         cmocka_unit_test(test_passive_ejection),
         cmocka_unit_test(test_real_checks),
         cmocka_unit_test(test_snapshot_swap_stress),
+        cmocka_unit_test(test_slow_start_targets_coming_up_together_get_full_share),
+        cmocka_unit_test(test_slow_start_newcomers_and_returning_targets_ramp),
+        cmocka_unit_test(test_slow_start_static_targets_without_checks_start_at_full_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
