@@ -110,9 +110,48 @@ wait_port() {
 
 # check_hello PORT: one request must answer 200 "hello".
 check_hello() {
+    check_url "http://127.0.0.1:$1/"
+}
+
+# check_url URL: one request (certificate not verified) must answer "hello".
+check_url() {
     local body
-    body=$(curl -sS --max-time 5 "http://127.0.0.1:$1/") || return 1
+    body=$(curl -sSk --max-time 5 "$1") || return 1
     [ "$body" = "hello" ]
+}
+
+# make_tls_cert: one self-signed EC P-256 certificate for all the proxies:
+# $BENCH_TMP/bench-cert.pem, bench-key.pem and bench-combined.pem (both, for
+# HAProxy's crt).
+make_tls_cert() {
+    [ -f "$BENCH_TMP/bench-combined.pem" ] && return 0
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$BENCH_TMP/bench-key.pem" -out "$BENCH_TMP/bench-cert.pem" \
+        -subj "/CN=bench.test" -addext "subjectAltName=DNS:bench.test" >/dev/null 2>&1 ||
+        die "openssl req failed"
+    cat "$BENCH_TMP/bench-cert.pem" "$BENCH_TMP/bench-key.pem" >"$BENCH_TMP/bench-combined.pem"
+}
+
+# wharfd_rules N: N rules on one line (libconfig): 1..N-1 match /svcI/*,
+# which the benchmark never requests; N matches /bench/*.
+wharfd_rules() {
+    local n=$1 i out=""
+    for i in $(seq $((n - 1))); do
+        out+="{ priority = $i; conditions = { path = [ \"/svc$i/*\" ]; }; forward = ( { target_group = \"web\"; } ); }, "
+    done
+    out+="{ priority = $n; conditions = { path = [ \"/bench/*\" ]; }; forward = ( { target_group = \"web\"; } ); }"
+    printf '%s' "$out"
+}
+
+# haproxy_acls N: the same as N HAProxy ACL + use_backend pairs, joined by
+# a literal backslash-n (sed turns it into a newline).
+haproxy_acls() {
+    local n=$1 i out=""
+    for i in $(seq $((n - 1))); do
+        out+="acl r$i path_beg /svc$i/\\n    use_backend web if r$i\\n    "
+    done
+    out+="acl r$n path_beg /bench/\\n    use_backend web if r$n"
+    printf '%s' "$out"
 }
 
 # build_wharfd: sets WHARFD (given, or built out-of-tree under build/bench).
@@ -146,33 +185,63 @@ start_upstream() {
     check_hello "$UPSTREAM_PORT" || die "upstream nginx does not answer hello"
 }
 
-# start_proxy NAME WORKERS CONNS: sets PROXY_PORT and PROXY_PID.
+# start_proxy NAME WORKERS CONNS [VARIANT]: sets PROXY_PORT, PROXY_PID and
+# PROXY_URL (what wrk requests). VARIANT: "" (plain HTTP), "tls" (the proxy
+# terminates TLS with make_tls_cert's certificate) or "rulesN" (N rules or
+# ACLs, the last matching PROXY_URL's path; wharfd and haproxy only).
 start_proxy() {
-    local name=$1 workers=$2 conns=$3 out="$BENCH_TMP/$1.out"
+    local name=$1 workers=$2 conns=$3 variant=${4:-} out="$BENCH_TMP/$1.out" conf
     PROXY_PORT=$(free_port)
+    PROXY_URL="http://127.0.0.1:$PROXY_PORT/"
+    case $variant in
+    "") conf=$name ;;
+    tls)
+        make_tls_cert
+        conf=$name-tls
+        PROXY_URL="https://127.0.0.1:$PROXY_PORT/"
+        ;;
+    rules*)
+        conf=$name-rules
+        PROXY_URL="http://127.0.0.1:$PROXY_PORT/bench/x"
+        ;;
+    *) die "unknown variant $variant" ;;
+    esac
     case $name in
     wharfd)
-        render "$bench_dir/conf/proxy-wharfd.conf" "$BENCH_TMP/wharfd.conf" \
-            PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers"
+        if [ "$conf" = wharfd-rules ]; then
+            render "$bench_dir/conf/proxy-wharfd-rules.conf" "$BENCH_TMP/wharfd.conf" \
+                PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" \
+                RULES="$(wharfd_rules "${variant#rules}")"
+        else
+            render "$bench_dir/conf/proxy-$conf.conf" "$BENCH_TMP/wharfd.conf" \
+                PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers"
+        fi
         "$WHARFD" -c "$BENCH_TMP/wharfd.conf" >"$out" 2>&1 &
         ;;
     nginx)
-        render "$bench_dir/conf/proxy-nginx.conf" "$BENCH_TMP/nginx.conf" \
+        [ "$conf" != nginx-rules ] || die "no nginx configuration for the rules benchmark"
+        render "$bench_dir/conf/proxy-$conf.conf" "$BENCH_TMP/nginx.conf" \
             PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" CONNS="$conns"
         nginx -p "$BENCH_TMP" -e "$BENCH_TMP/nginx-error.log" -c "$BENCH_TMP/nginx.conf" \
             -g 'daemon off;' >"$out" 2>&1 &
         ;;
     haproxy)
-        render "$bench_dir/conf/proxy-haproxy.cfg" "$BENCH_TMP/haproxy.cfg" \
-            PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" CONNS="$conns"
+        if [ "$conf" = haproxy-rules ]; then
+            render "$bench_dir/conf/proxy-haproxy-rules.cfg" "$BENCH_TMP/haproxy.cfg" \
+                PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" CONNS="$conns" \
+                ACLS="$(haproxy_acls "${variant#rules}")"
+        else
+            render "$bench_dir/conf/proxy-$conf.cfg" "$BENCH_TMP/haproxy.cfg" \
+                PORT="$PROXY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WORKERS="$workers" CONNS="$conns"
+        fi
         haproxy -db -f "$BENCH_TMP/haproxy.cfg" >"$out" 2>&1 &
         ;;
     *) die "unknown proxy $name" ;;
     esac
     PROXY_PID=$!
     BENCH_PIDS+=("$PROXY_PID")
-    wait_port "$PROXY_PORT" "$PROXY_PID" || { cat "$out" >&2; die "$name did not start"; }
-    check_hello "$PROXY_PORT" || { cat "$out" >&2; die "$name does not proxy hello"; }
+    wait_port "$PROXY_PORT" "$PROXY_PID" || { cat "$out" >&2; die "$name${variant:+ ($variant)} did not start"; }
+    check_url "$PROXY_URL" || { cat "$out" >&2; die "$name${variant:+ ($variant)} does not proxy hello at $PROXY_URL"; }
 }
 
 # tree_rss_kib PID: VmRSS (KiB) summed over PID and all its descendants.

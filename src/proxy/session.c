@@ -497,12 +497,13 @@ static int request_body_error(struct wh_session *s, int status)
     return reply_error(s, status, 1);
 }
 
-static int pump_request_body(struct wh_session *s)
+/* Frame the request body arriving from the client and move it to `to`
+ * (NULL: drop it). Returns WH_HTTP_DONE once the body ended (req_body_done
+ * set), WH_HTTP_AGAIN for more, or a negative status. Bytes after the body
+ * (a pipelined request) stay in the input. */
+static int move_request_body(struct wh_session *s, struct bufferevent *to)
 {
-    if (s->req_body_done || !s->up || !s->up->connected)
-        return 0;
     struct evbuffer *in = bufferevent_get_input(s->bev);
-    struct evbuffer *out = bufferevent_get_output(s->up->bev);
     while (evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -510,19 +511,33 @@ static int pump_request_body(struct wh_session *s)
         size_t consumed = 0, poff, plen;
         int rc = wh_http_body_next(&s->req_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
         if (rc < 0)
-            return request_body_error(s, -rc);
-        send_from(s->up->bev, in, consumed);
+            return rc;
+        if (to)
+            send_from(to, in, consumed);
+        else
+            evbuffer_drain(in, consumed);
         s->req_body_sent += consumed;
         if (rc == WH_HTTP_DONE) {
             s->req_body_done = 1;
-            break;
+            return rc;
         }
         if (consumed == 0)
             break;
     }
+    return WH_HTTP_AGAIN;
+}
+
+static int pump_request_body(struct wh_session *s)
+{
+    if (s->req_body_done || !s->up || !s->up->connected)
+        return 0;
+    int rc = move_request_body(s, s->up->bev);
+    if (rc < 0)
+        return request_body_error(s, -rc);
     /* Pipelined requests stay in the input until this exchange is over (the
      * read watermark bounds them); only a slow upstream stops reading. */
-    if (!s->req_body_done && evbuffer_get_length(out) >= WH_HIGH_WATER)
+    if (!s->req_body_done &&
+        evbuffer_get_length(bufferevent_get_output(s->up->bev)) >= WH_HIGH_WATER)
         bufferevent_disable(s->bev, EV_READ);
     return 0;
 }
@@ -702,25 +717,10 @@ static const char *sticky_set_cookies(struct wh_session *s, char *out, size_t ou
 
 static int discard_body(struct wh_session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    while (evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        size_t consumed = 0, poff, plen;
-        int rc = wh_http_body_next(&s->req_body, v.iov_base, v.iov_len, &consumed, &poff, &plen);
-        evbuffer_drain(in, consumed);
-        s->req_body_sent += consumed;
-        if (rc < 0 || s->req_body_sent > WH_DISCARD_MAX)
-            return enter_closing(s);
-        if (rc == WH_HTTP_DONE) {
-            s->req_body_done = 1;
-            return next_request(s);
-        }
-        if (consumed == 0)
-            break;
-    }
-    return 0;
+    int rc = move_request_body(s, NULL);
+    if (rc < 0 || s->req_body_sent > WH_DISCARD_MAX)
+        return enter_closing(s);
+    return rc == WH_HTTP_DONE ? next_request(s) : 0;
 }
 
 static int body_discardable(const struct wh_session *s)
