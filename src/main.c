@@ -322,6 +322,8 @@ static void daemon_metrics(void *arg, struct evbuffer *out)
         sum.open_connections += st.open_connections;
         for (int k = 0; k < 6; k++)
             sum.responses[k] += st.responses[k];
+        for (int k = 0; k < 3; k++)
+            sum.tls_handshakes[k] += st.tls_handshakes[k];
     }
     evbuffer_add_printf(out,
                         "# HELP wharf_workers Proxy worker threads.\n# TYPE wharf_workers gauge\n"
@@ -335,6 +337,12 @@ static void daemon_metrics(void *arg, struct evbuffer *out)
     for (int k = 0; k < 6; k++)
         evbuffer_add_printf(out, "wharf_http_responses_total{code_class=\"%s\"} %llu\n", cls[k],
                             (unsigned long long)sum.responses[k]);
+    evbuffer_add_printf(out, "# HELP wharf_tls_handshakes_total TLS handshakes on https "
+                             "listeners by result.\n# TYPE wharf_tls_handshakes_total counter\n");
+    static const char *const result[3] = {"ok", "failed", "timeout"};
+    for (int k = 0; k < 3; k++)
+        evbuffer_add_printf(out, "wharf_tls_handshakes_total{result=\"%s\"} %llu\n", result[k],
+                            (unsigned long long)sum.tls_handshakes[k]);
 }
 
 static int start_admin(struct wh_daemon *d)

@@ -126,6 +126,7 @@ struct wh_proxy {
     /* read by the control thread for metrics: relaxed atomics, one writer */
     atomic_size_t open_sessions;
     atomic_uint_fast64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
+    atomic_uint_fast64_t tls_handshakes[3]; /* WH_TLS_HANDSHAKE_* */
     uint64_t rng;
     struct evbuffer *scratch;   /* heads on their way out; always empty between events */
     struct wh_access_log *alog; /* borrowed from the daemon; NULL = off */

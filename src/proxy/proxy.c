@@ -326,6 +326,9 @@ void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out)
     out->open_connections = atomic_load_explicit(&p->open_sessions, memory_order_relaxed);
     for (int i = 0; i < 6; i++)
         out->responses[i] = atomic_load_explicit(&p->responses[i], memory_order_relaxed);
+    for (int i = 0; i < 3; i++)
+        out->tls_handshakes[i] =
+            atomic_load_explicit(&p->tls_handshakes[i], memory_order_relaxed);
 }
 
 void wh_proxy_free(struct wh_proxy *p)

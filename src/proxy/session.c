@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "wharf/accesslog.h"
@@ -353,14 +354,19 @@ static double since(double t0, double t1)
     return t0 > 0 && t1 >= t0 ? t1 - t0 : -1;
 }
 
+/* Bump a counter only this worker writes: a plain load and store, no
+ * locked add; the control thread reads it for /metrics. */
+static void count_one(atomic_uint_fast64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* One access-log line for the request that ends now. */
 static void log_request(struct wh_session *s, int status, const char *error)
 {
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
-    /* One writer (this worker): a plain load and store, no locked add. */
-    atomic_uint_fast64_t *c = &s->proxy->responses[cls];
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    count_one(&s->proxy->responses[cls]);
     /* The group's counters are shared by the workers: a real add. Every
      * snapshot of a group points at the same counters. */
     if (s->group && s->group->snap)
@@ -1151,6 +1157,22 @@ static void handshake_done(struct wh_session *s)
 {
     s->handshaking = 0;
     evtimer_del(s->timer);
+    count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_OK]);
+}
+
+/* A connection that ends before its handshake did: garbage, plain HTTP, a
+ * protocol or certificate the client refused, or a client that left. */
+static void handshake_failed(struct wh_session *s)
+{
+    count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_FAILED]);
+    unsigned long e = bufferevent_get_openssl_error(s->bev);
+    if (e) {
+        char text[160];
+        ERR_error_string_n(e, text, sizeof(text));
+        wh_log_debug("proxy", "%s: TLS handshake failed: %s", s->client_ip, text);
+    }
+    while (bufferevent_get_openssl_error(s->bev))
+        ; /* the rest of this connection's errors */
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1160,6 +1182,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         handshake_done(s);
         return;
     }
+    if (s->handshaking)
+        handshake_failed(s);
     if (read_timeout_forgiven(s, bev, what))
         return;
     if ((what & BEV_EVENT_EOF) && s->state == SS_FORWARD && s->req_body_done) {
@@ -1174,8 +1198,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wh_session *s = arg;
     if (s->state == SS_CLOSING || s->handshaking) {
-        if (s->handshaking)
+        if (s->handshaking) {
+            count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_TIMEOUT]);
             wh_log_debug("proxy", "%s: TLS handshake timed out", s->client_ip);
+        }
         wh_session_free(s); /* lingering is over, or the handshake took too long */
         return;
     }
