@@ -109,33 +109,67 @@ static const struct wh_config *cfg_of(struct wh_session *s)
  * A bufferevent arms its write event for every byte added to its output and
  * disarms it once drained: two epoll_ctl calls and one more loop turn per
  * write. Writing first, and queueing only what the socket did not take,
- * keeps the common case to one send(). */
+ * keeps the common case to one send() (one SSL_write over TLS). */
 
-static int can_write_through(struct bufferevent *bev)
+/* Largest write tried at once over TLS: SSL_write sends one record per call
+ * (partial writes on), and the bytes are made contiguous first. */
+#define WH_TLS_DIRECT_MAX (16 * 1024)
+
+static int nothing_queued(struct bufferevent *bev)
 {
-    return evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
-           bufferevent_openssl_get_ssl(bev) == NULL && bufferevent_getfd(bev) >= 0;
+    return evbuffer_get_length(bufferevent_get_output(bev)) == 0;
+}
+
+/* Bytes the TLS session took now. When it took none and asks to be
+ * retried, OpenSSL holds the start of data in its record buffer: the caller
+ * queues all of data, so libevent's next SSL_write starts with the same
+ * bytes (moving write buffers are allowed, see tls_bufferevent). */
+static size_t tls_write_now(SSL *ssl, const void *data, size_t len)
+{
+    int w = SSL_write(ssl, data, (int)len);
+    if (w > 0)
+        return (size_t)w;
+    int e = SSL_get_error(ssl, w);
+    if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+        ERR_clear_error(); /* libevent meets the error again and reports it */
+    return 0;
+}
+
+/* Bytes of data the peer took at once; 0 when something is queued already
+ * (order) or the socket is full. */
+static size_t write_now(struct bufferevent *bev, const void *data, size_t len)
+{
+    if (!nothing_queued(bev))
+        return 0;
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl)
+        return len <= WH_TLS_DIRECT_MAX ? tls_write_now(ssl, data, len) : 0;
+    ssize_t w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return w > 0 ? (size_t)w : 0;
 }
 
 static void send_bytes(struct bufferevent *bev, const void *data, size_t len)
 {
-    size_t done = 0;
-    if (can_write_through(bev)) {
-        ssize_t w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0)
-            done = (size_t)w;
-    }
+    size_t done = write_now(bev, data, len);
     if (done < len)
         evbuffer_add(bufferevent_get_output(bev), (const char *)data + done, len - done);
 }
 
-/* Move n bytes from the front of src to bev's peer. */
+/* Move n bytes from the front of src to bev's peer. Over TLS the bytes are
+ * made contiguous first, so a small response leaves as one record. */
 static void send_from(struct bufferevent *bev, struct evbuffer *src, size_t n)
 {
-    if (n > 0 && can_write_through(bev)) {
-        int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
-        if (w > 0)
-            n -= (size_t)w;
+    if (n > 0 && nothing_queued(bev)) {
+        if (bufferevent_openssl_get_ssl(bev)) {
+            size_t done =
+                n <= WH_TLS_DIRECT_MAX ? write_now(bev, evbuffer_pullup(src, (ev_ssize_t)n), n) : 0;
+            evbuffer_drain(src, done);
+            n -= done;
+        } else {
+            int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
+            if (w > 0)
+                n -= (size_t)w;
+        }
     }
     if (n > 0)
         evbuffer_remove_buffer(src, bufferevent_get_output(bev), n);
@@ -160,6 +194,9 @@ static struct bufferevent *tls_bufferevent(struct wh_session *s, evutil_socket_t
         SSL_free(ssl);
         return NULL;
     }
+    /* Our own SSL_write calls (write_now) may leave a record for libevent
+     * to finish from a queued copy of the same bytes. */
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Clients often close without close_notify; that is an end, not an error. */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     s->tls = 1;
