@@ -21,13 +21,15 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 import warnings
 import zlib
 from types import SimpleNamespace
 
 import pytest
 
-from helpers3 import named_handler, raw_upstream, wharfd3, write_config_atomically  # noqa: F401  (fixtures)
+from helpers3 import demo_server, named_handler, raw_upstream, wharfd3, write_config_atomically  # noqa: F401  (fixtures)
+from helpers3 import ws_accept, ws_frame, ws_key, ws_read_frame, ws_upgrade_headers
 from helpers_tls import (
     TlsClient,
     TlsLoad,
@@ -623,3 +625,79 @@ def test_http_listener_redirects_to_https(upstream, wharfd3, certs):
     r = _https_get(port, "/a/b?x=1&y=2")
     assert r.status == 200 and r.json()["target"] == "/a/b?x=1&y=2", r
     assert w.alive()
+
+
+# --------------------------------------------------------------------------
+# 9. WebSocket over TLS, and the handshake counters in /metrics
+
+
+@pytest.mark.timeout(30)
+def test_websocket_tunnel_over_tls_both_ways(demo_server, wharfd3, certs):
+    """A wss:// tunnel: frames small and large (many TLS records, past what
+    wharfd writes to the TLS session in one go) echo back intact."""
+
+    app = demo_server()
+    port = free_port()
+    text, _ = tls_config_text([https_listener("https", port, [certs.A])], [app.addr], workers=1)
+    wharfd3(text, port)
+    with TlsClient(port, server_hostname="a.test") as c:
+        key = ws_key()
+        c.send(RawClient.build_request("GET", "/ws", host="a.test", headers=ws_upgrade_headers(key)))
+        resp = c.read_response()
+        assert resp.status == 101, resp
+        assert resp.headers.get("sec-websocket-accept") == ws_accept(key), resp.headers
+        c.send(ws_frame(0x1, b"hello over tls"))
+        assert ws_read_frame(c) == (True, 0x1, b"hello over tls")
+        big = os.urandom(300 * 1024)
+        c.send(ws_frame(0x2, big))
+        fin, op, payload = ws_read_frame(c, timeout=10)
+        assert (fin, op, len(payload)) == (True, 0x2, len(big)) and payload == big
+        c.send(b"".join(ws_frame(0x1, b"m%d" % i) for i in range(5)))
+        assert [ws_read_frame(c)[2] for _ in range(5)] == [b"m%d" % i for i in range(5)]
+
+
+def _metric(admin_port, name):
+
+    with urllib.request.urlopen("http://%s:%d/metrics" % (LOOPBACK, admin_port), timeout=5) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        m = re.match(r'^%s\{result="(\w+)"\} (\d+)$' % re.escape(name), line)
+        if m:
+            values[m.group(1)] = int(m.group(2))
+    return values
+
+
+@pytest.mark.timeout(30)
+def test_tls_handshake_results_counted_in_metrics(upstream, wharfd3, certs, tmp_path):
+    up = upstream(name="web")
+    port, admin_port = free_port(), free_port()
+    text, _ = tls_config_text([https_listener("https", port, [certs.A])], [up], workers=1,
+                              timeouts={"tls_handshake": 0.5})
+    token = tmp_path / "admin.token"
+    token.write_text("t0ken\n")
+    text += 'admin = { bind = "%s:%d"; token_file = "%s"; metrics_public = true; };\n' % (
+        LOOPBACK, admin_port, token)
+    wharfd3(text, port, wait_ports=(admin_port,))
+    for i in range(3):
+        assert _https_get(port, "/ok/%d" % i).status == 200
+    # The harness's readiness probes connected and closed without a
+    # handshake (failed ones); by now the one worker has seen them.
+    base = _metric(admin_port, "wharf_tls_handshakes_total")
+    assert set(base) == {"ok", "failed", "timeout"} and base["ok"] == 3 and base["timeout"] == 0, base
+    with socket.create_connection((LOOPBACK, port), timeout=5) as s:  # plain HTTP: fails at once
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        s.settimeout(5)
+        try:
+            while s.recv(4096):  # an alert, then the close (or a reset)
+                pass
+        except ConnectionResetError:
+            pass
+    silent = socket.create_connection((LOOPBACK, port), timeout=5)  # says nothing: times out
+    try:
+        want = {"ok": 3, "failed": base["failed"] + 1, "timeout": 1}  # plain HTTP; the silent one
+        wait_until(lambda: _metric(admin_port, "wharf_tls_handshakes_total") == want, 5,
+                   lambda: "handshake counters %r, want %r"
+                   % (_metric(admin_port, "wharf_tls_handshakes_total"), want))
+    finally:
+        silent.close()
