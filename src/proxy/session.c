@@ -196,7 +196,8 @@ static struct bufferevent *tls_bufferevent(struct wh_session *s, evutil_socket_t
     }
     /* Our own SSL_write calls (write_now) may leave a record for libevent
      * to finish from a queued copy of the same bytes. */
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
     /* Clients often close without close_notify; that is an end, not an error. */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     s->tls = 1;
