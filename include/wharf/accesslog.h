@@ -21,15 +21,15 @@ void wh_access_log_flush(struct wh_access_log *l, struct evbuffer *buf);
 
 /* What one request did, as logged. Strings are borrowed for the call. */
 struct wh_access_entry {
-    double time;             /* start, seconds since the epoch */
+    double time; /* start, seconds since the epoch */
     const char *client_ip;
     int client_port;
     const char *listener;
-    const char *method;      /* NULL when the head was not parsed */
+    const char *method; /* NULL when the head was not parsed */
     size_t method_len;
     const char *path;
     size_t path_len;
-    const char *protocol;    /* "HTTP/1.1" */
+    const char *protocol; /* "HTTP/1.1" */
     int status;
     uint64_t bytes_in, bytes_out;
     const char *target_group; /* NULL when none */
@@ -38,7 +38,15 @@ struct wh_access_entry {
     double response_time; /* request sent until response head, -1 when none */
     double total_time;
     const char *request_id;
-    const char *error;    /* NULL, or why wharfd answered itself */
+    const char *error; /* NULL, or why wharfd answered itself */
+    /* ALB's fields: the rule that decided (-1: none, the request was
+     * refused before routing; 0: the default action) and what it did
+     * ("forward", "redirect", "fixed-response"; NULL: none); the TLS
+     * version and cipher (NULL on http listeners). */
+    int matched_rule_priority;
+    const char *actions_executed;
+    const char *ssl_protocol;
+    const char *ssl_cipher;
 };
 
 /* Append one JSON line for e to buf. */

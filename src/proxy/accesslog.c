@@ -140,6 +140,13 @@ void wh_access_format(struct evbuffer *buf, const struct wh_access_entry *e)
     add_seconds(o, "total_time", e->total_time);
     add_str(o, "request_id", e->request_id);
     add_str(o, "error", e->error);
+    if (e->matched_rule_priority >= 0)
+        cJSON_AddNumberToObject(o, "matched_rule_priority", e->matched_rule_priority);
+    else
+        cJSON_AddNullToObject(o, "matched_rule_priority");
+    add_str(o, "actions_executed", e->actions_executed);
+    add_str(o, "ssl_protocol", e->ssl_protocol);
+    add_str(o, "ssl_cipher", e->ssl_cipher);
     char *line = cJSON_PrintUnformatted(o);
     if (line) {
         evbuffer_add(buf, line, strlen(line));

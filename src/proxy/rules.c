@@ -857,6 +857,7 @@ struct wh_rule_set *wh_rules_compile(const struct wh_config *cfg, const struct w
         if (rules_conditions_compile(&b, &l->rules[i], ru) < 0 ||
             rules_action_compile(&b, &l->rules[i].action, (unsigned)i, &rs->actions[i]) < 0)
             goto fail;
+        rs->actions[i].priority = l->rules[i].priority;
         rs->n_rules++;
     }
     if (rules_action_compile(&b, &l->default_action, (unsigned)l->n_rules, &rs->def) < 0)

@@ -48,7 +48,8 @@ struct wh_redirect_tpl; /* a location template split into literals and placehold
  * rule set was compiled from (it outlives the rule set). */
 struct wh_action {
     enum wh_action_type type;
-    unsigned id; /* index of the rule in priority order; the default action is n_rules */
+    unsigned id;  /* index of the rule in priority order; the default action is n_rules */
+    int priority; /* the rule's priority; 0 for the default action (as ALB logs it) */
     /* forward */
     struct wh_forward_group groups[WH_FORWARD_MAX];
     size_t n_groups;

@@ -387,6 +387,13 @@ static const char *error_code(int status)
     }
 }
 
+static const char *action_name(enum wh_action_type t)
+{
+    return t == WH_ACTION_FORWARD    ? "forward"
+           : t == WH_ACTION_REDIRECT ? "redirect"
+                                     : "fixed-response";
+}
+
 static double since(double t0, double t1)
 {
     return t0 > 0 && t1 >= t0 ? t1 - t0 : -1;
@@ -433,7 +440,14 @@ static void log_request(struct wh_session *s, int status, const char *error)
         .total_time = since(s->t_start, end),
         .request_id = s->request_id[0] ? s->request_id : NULL,
         .error = error,
+        .matched_rule_priority = s->action ? s->action->priority : -1,
+        .actions_executed = s->action ? action_name(s->action->type) : NULL,
     };
+    SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+    if (ssl) {
+        e.ssl_protocol = SSL_get_version(ssl);
+        e.ssl_cipher = SSL_get_cipher_name(ssl);
+    }
     wh_access_format(s->proxy->alog_buf, &e);
     if (evbuffer_get_length(s->proxy->alog_buf) >= WH_ACCESS_LOG_FLUSH)
         wh_access_log_flush(s->proxy->alog, s->proxy->alog_buf);

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(30)
 
 FIELDS = ["time", "client_address", "client_port", "listener", "method", "path", "protocol", "status",
           "bytes_in", "bytes_out", "target_group", "target", "upstream_connect_time",
-          "upstream_response_time", "total_time", "request_id", "error"]
+          "upstream_response_time", "total_time", "request_id", "error", "matched_rule_priority",
+          "actions_executed", "ssl_protocol", "ssl_cipher"]
 FLUSH_DEADLINE = 1.0  # seconds from a response to its line in the file
 
 
@@ -198,6 +199,12 @@ def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstre
         check(ln["request_id"] == s.request_id, "request_id %r, expected %r (%s)" % (
             ln["request_id"], s.request_id, what))
         check(isinstance(ln["total_time"], (int, float)) and ln["total_time"] >= 0, "total_time (%s)" % what)
+        # no rules here: every routed request took the default action (0, as ALB logs it); a
+        # head refused with 400 was never routed
+        want_rule = (None, None) if s.status == 400 else (0, "forward")
+        check((ln["matched_rule_priority"], ln["actions_executed"]) == want_rule,
+              "matched_rule_priority/actions_executed, expected %r (%s)" % (want_rule, what))
+        check(ln["ssl_protocol"] is None and ln["ssl_cipher"] is None, "no TLS on http (%s)" % what)
         if s.error:
             check(isinstance(ln["error"], str) and re.fullmatch(r"[a-z][a-z0-9_]*", ln["error"]),
                   "error must be a code when wharfd answered (%s)" % what)
@@ -247,3 +254,56 @@ def test_access_log_reopened_on_sigusr1_after_rename(upstream, wharfd3, tmp_path
                lambda: "new log: %r" % paths(log_path))
     assert paths(rotated) == ["/rot/1", "/rot/2"]
     assert "SIGUSR1" in w.stderr_text()
+
+
+def test_access_log_names_the_rule_its_action_and_tls(upstream, wharfd3, tmp_path):
+    """ALB's matched_rule_priority / actions_executed, and the TLS version
+    and cipher of an https listener."""
+    from helpers_tls import TlsClient, make_cert
+
+    up = upstream(_handler, name="origin")
+    port, tls_port = free_port(), free_port()
+    log_path = tmp_path / "access.log"
+    cert = make_cert(tmp_path, "a", ["a.test"])
+    rules = """rules = (
+      { priority = 7; conditions = { path = [ "/old/*" ]; };
+        redirect = { status = 301; location = "/new/#{path}"; }; },
+      { priority = 9; conditions = { path = [ "/down" ]; };
+        fixed_response = { status = 503; body = "down"; }; },
+      { priority = 11; conditions = { path = [ "/app/*" ]; };
+        forward = ( { target_group = "web"; } ); } );
+    default_action = { forward = ( { target_group = "web"; } ); };"""
+    text = """workers = 1;
+log = { level = "info"; access_log = "%s"; };
+timeouts = { shutdown_drain = 1; };
+listeners = (
+  { name = "http"; bind = "127.0.0.1:%d"; %s },
+  { name = "https"; bind = "127.0.0.1:%d"; protocol = "https";
+    certificates = ( { cert = "%s"; key = "%s"; } ); %s } );
+target_groups = ( { name = "web"; targets = ( "%s" ); } );
+""" % (log_path, port, rules, tls_port, cert.cert, cert.key, rules, up.addr)
+    wharfd3(text, port, wait_ports=[tls_port])
+    with RawClient(port) as c:
+        for path, status in (("/old/x", 301), ("/down", 503), ("/app/1", 200), ("/other", 200)):
+            r = c.request("GET", path)
+            assert r.status == status, (path, r)
+    with TlsClient(tls_port, server_hostname="a.test") as c:
+        assert c.request("GET", "/app/tls", host="a.test").status == 200
+        tls_version = c.version()
+    want = {("http", "/old/x"): (7, "redirect", 301), ("http", "/down"): (9, "fixed-response", 503),
+            ("http", "/app/1"): (11, "forward", 200), ("http", "/other"): (0, "forward", 200),
+            ("https", "/app/tls"): (11, "forward", 200)}
+
+    def lines_by_request():
+        return {(ln["listener"], ln["path"]): ln for ln in _read_lines(log_path)}
+
+    got = wait_until(lambda: len(lines_by_request()) >= len(want) and lines_by_request(), 5,
+                     lambda: "access log lines: %r" % _read_lines(log_path))
+    for key, (prio, action, status) in want.items():
+        ln = got[key]
+        assert (ln["matched_rule_priority"], ln["actions_executed"], ln["status"]) == (prio, action, status), ln
+        if key[0] == "https":
+            assert ln["ssl_protocol"] == tls_version and ln["ssl_cipher"], ln
+        else:
+            assert ln["ssl_protocol"] is None and ln["ssl_cipher"] is None, ln
+        assert ln["target_group"] == ("web" if action == "forward" else None), ln
