@@ -46,8 +46,10 @@ import pytest
 sys.modules["wharf_proxy_harness"] = sys.modules[__name__]
 
 LOOPBACK = "127.0.0.1"
+# Absolute: wharfd runs with its test's tmp_path as working directory, so a
+# relative WHARF_BUILD_DIR ("build/plain") must be resolved here.
 BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR",
-                               str(Path(__file__).resolve().parents[2] / "build" / "plain")))
+                               str(Path(__file__).resolve().parents[2] / "build" / "plain"))).resolve()
 
 TOKEN_BYTES = frozenset(
     b"!#$%&'*+-.^_`|~0123456789"

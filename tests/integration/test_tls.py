@@ -49,14 +49,6 @@ from wharf_proxy_harness import LOOPBACK, RawClient, Response, excerpt, free_por
 TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
 
 
-@pytest.fixture(scope="module")
-def wharf_binary(wharf_binary):
-    """conftest's, made absolute: Wharfd starts wharfd with cwd=tmp_path, so a
-    relative WHARF_BUILD_DIR (as in `WHARF_BUILD_DIR=build/x pytest ...`)
-    would not be found."""
-    return wharf_binary.resolve()
-
-
 @pytest.fixture
 def certs(tmp_path):
     d = tmp_path / "certs"

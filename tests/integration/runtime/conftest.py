@@ -45,7 +45,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 FLEET_SH = REPO / "tests" / "fleet" / "fleet.sh"
 DOCKER = "/usr/bin/docker"
-BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR", str(REPO / "build" / "plain")))
+BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR", str(REPO / "build" / "plain"))).resolve()
 
 
 def _clean_env():
