@@ -125,7 +125,7 @@ struct wh_proxy {
     size_t n_sessions;
     /* read by the control thread for metrics: relaxed atomics, one writer */
     atomic_size_t open_sessions;
-    atomic_uint_fast64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
+    atomic_uint_fast64_t responses[6];      /* by status class: 1xx..5xx, [0] other */
     atomic_uint_fast64_t tls_handshakes[3]; /* WH_TLS_HANDSHAKE_* */
     uint64_t rng;
     struct evbuffer *scratch;   /* heads on their way out; always empty between events */
@@ -154,6 +154,26 @@ struct wh_target *wh_balancer_pick(struct wh_group *g, const struct wh_target *e
 /* The member of g's snapshot whose address is addr, when it may take
  * requests on stickiness (healthy: the snapshot is not fail-open). */
 struct wh_target *wh_balancer_find(struct wh_group *g, const char *addr, size_t len);
+
+/* ---- route.c: stickiness cookies on top of rules and balancer ---- */
+
+/* Index in a->groups of the group a forward action sends the request (head
+ * req in buf) to: the one the client's group cookie names while it still
+ * has weight (a->stickiness > 0), else a weighted draw. */
+int wh_route_forward_index(const struct wh_listener_prep *lp, const struct wh_action *a,
+                           const char *buf, const struct wh_http_msg *req, uint64_t *rng);
+/* The target the client's wharf-lb cookie for tg pins, while it is healthy
+ * in g's snapshot; NULL otherwise (pick one and name it in a new cookie).
+ * Borrowed from the snapshot. */
+struct wh_target *wh_route_pinned_target(const struct wh_listener_prep *lp,
+                                         const struct wh_cfg_target_group *tg, struct wh_group *g,
+                                         const char *buf, const struct wh_http_msg *req);
+/* Set-Cookie lines (CRLF each) naming target t of tg (NULL: none) and, with
+ * group_stickiness > 0 seconds, the group; written to out. Returns out, or
+ * NULL when there is nothing to set (or it does not fit). */
+const char *wh_route_set_cookies(const struct wh_listener_prep *lp,
+                                 const struct wh_cfg_target_group *tg, const struct wh_target *t,
+                                 double group_stickiness, char *out, size_t outlen);
 
 /* ---- pool.c ---- */
 

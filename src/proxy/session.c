@@ -683,90 +683,7 @@ static int retry_fresh(struct wh_session *s)
     return 0;
 }
 
-/* ---- routing: the listener's rules, then the forward action's group and
- * the target stickiness pins ---- */
-
-static int64_t wall_seconds(void)
-{
-    return (int64_t)time(NULL);
-}
-
-/* The payload of a valid stickiness cookie `name`, or -1. */
-static int sticky_cookie(struct wh_session *s, const char *buf, const char *name, char *out,
-                         size_t outlen)
-{
-    const char *v;
-    size_t len;
-    if (!wh_cookie_find(buf, &s->req, name, strlen(name), &v, &len))
-        return -1;
-    return wh_sticky_decode(&s->listener->prep->key, v, len, wall_seconds(), out, outlen);
-}
-
-static void target_cookie_name(const struct wh_cfg_target_group *tg, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "wharf-lb-%s", tg->name);
-}
-
-/* Which of a forward action's groups: the one the client's group cookie
- * names while it still has weight, else a weighted draw. */
-static int forward_index(struct wh_session *s, const struct wh_action *a, const char *buf)
-{
-    if (a->stickiness > 0) {
-        s->sticky_group = 1;
-        char name[WH_STICKY_PAYLOAD_MAX + 1];
-        int n = sticky_cookie(s, buf, s->listener->prep->tg_cookie, name, sizeof(name));
-        for (size_t i = 0; n > 0 && i < a->n_groups; i++)
-            if (a->groups[i].weight > 0 && strcmp(a->groups[i].name, name) == 0)
-                return (int)i;
-    }
-    return a->n_groups == 1 ? 0 : wh_forward_pick(a, &s->proxy->rng);
-}
-
-/* The target the client's stickiness cookie pins, while it is healthy in
- * the group's snapshot; NULL otherwise (a new one is picked and named in a
- * new cookie). Borrowed from the snapshot. */
-static struct wh_target *pinned_target(struct wh_session *s, const char *buf)
-{
-    if (!s->tg_cfg->stickiness_enabled)
-        return NULL;
-    s->sticky_target = 1;
-    char name[WH_NAME_MAX + 16], payload[WH_STICKY_PAYLOAD_MAX + 1];
-    target_cookie_name(s->tg_cfg, name, sizeof(name));
-    int n = sticky_cookie(s, buf, name, payload, sizeof(payload));
-    size_t glen = strlen(s->tg_cfg->name);
-    if (n <= (int)glen + 1 || memcmp(payload, s->tg_cfg->name, glen) != 0 || payload[glen] != '\n')
-        return NULL;
-    return wh_balancer_find(s->group, payload + glen + 1, (size_t)n - glen - 1);
-}
-
-/* Set-Cookie lines for the response (NULL when none). */
-static const char *sticky_set_cookies(struct wh_session *s, char *out, size_t outlen)
-{
-    size_t used = 0;
-    char value[WH_STICKY_VALUE_MAX], payload[WH_STICKY_PAYLOAD_MAX + 1];
-    const struct wh_sticky_key *key = &s->listener->prep->key;
-    if (s->sticky_target && s->target) {
-        int64_t max_age = (int64_t)s->tg_cfg->stickiness_duration;
-        int n = snprintf(payload, sizeof(payload), "%s\n%s", s->tg_cfg->name, s->target->addr.text);
-        char name[WH_NAME_MAX + 16];
-        target_cookie_name(s->tg_cfg, name, sizeof(name));
-        if (n > 0 && (size_t)n < sizeof(payload) &&
-            wh_sticky_encode(key, payload, (size_t)n, wall_seconds() + max_age, value,
-                             sizeof(value)) > 0)
-            used += (size_t)snprintf(out + used, outlen - used,
-                                     "Set-Cookie: %s=%s; Path=/; Max-Age=%lld; HttpOnly\r\n", name,
-                                     value, (long long)max_age);
-    }
-    if (s->sticky_group && used < outlen) {
-        int64_t max_age = (int64_t)s->action->stickiness;
-        const char *g = s->tg_cfg->name;
-        if (wh_sticky_encode(key, g, strlen(g), wall_seconds() + max_age, value, sizeof(value)) > 0)
-            used += (size_t)snprintf(out + used, outlen - used,
-                                     "Set-Cookie: %s=%s; Path=/; Max-Age=%lld; HttpOnly\r\n",
-                                     s->listener->prep->tg_cookie, value, (long long)max_age);
-    }
-    return used > 0 && used < outlen ? out : NULL;
-}
+/* ---- routing: the listener's rules, then route.c's stickiness ---- */
 
 /* A request body wharfd answered without forwarding is read and dropped so
  * the connection can serve the next request, up to this much; a longer one
@@ -838,16 +755,20 @@ static int route_request(struct wh_session *s, const char *buf, struct wh_target
         reply_action(s, a, buf);
         return -1;
     }
-    int gi = a->groups[forward_index(s, a, buf)].group_index;
+    const struct wh_listener_prep *lp = s->listener->prep;
+    s->sticky_group = a->stickiness > 0;
+    int gi = a->groups[wh_route_forward_index(lp, a, buf, &s->req, &s->proxy->rng)].group_index;
     s->group = s->gen->groups[gi];
     s->tg_cfg = &s->gen->cfg->target_groups[gi];
+    s->sticky_target = s->tg_cfg->stickiness_enabled;
     if (group_size(s->group) == 0) {
         evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
         s->req_body_done = body_empty(&s->req_body);
         reply_error(s, 503, 0);
         return -1;
     }
-    *pinned = pinned_target(s, buf);
+    *pinned =
+        s->sticky_target ? wh_route_pinned_target(lp, s->tg_cfg, s->group, buf, &s->req) : NULL;
     struct wh_fwd_info fwd = {
         .client_ip = s->client_ip,
         .proto = s->tls ? "https" : "http",
@@ -1054,7 +975,10 @@ static int parse_response_head(struct wh_session *s)
     struct evbuffer *out = s->proxy->scratch;
     char cookies[2 * WH_STICKY_VALUE_MAX + 2 * WH_NAME_MAX + 160];
     const char *extra = s->sticky_target || s->sticky_group
-                            ? sticky_set_cookies(s, cookies, sizeof(cookies))
+                            ? wh_route_set_cookies(s->listener->prep, s->tg_cfg,
+                                                   s->sticky_target ? s->target : NULL,
+                                                   s->sticky_group ? s->action->stickiness : 0,
+                                                   cookies, sizeof(cookies))
                             : NULL;
     wh_rewrite_response(out, buf, &s->resp, response_flags(s), extra);
     s->bytes_out += evbuffer_get_length(out);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../../src/proxy/balance.h"
+#include "../../src/proxy/proxy-int.h"
 #include "../../src/proxy/rules.h"
 #include "../../src/proxy/sticky.h"
 #include "wharf/http.h"
@@ -629,6 +630,88 @@ static void test_cookie_find(void **state)
     wh_http_msg_free(&r.m);
 }
 
+/* ---- route.c: the cookies a response sets pin the next request ---- */
+
+/* A request head carrying the value of each Set-Cookie line in `set`. */
+static void request_with_cookies(const char *set, char *out, size_t outlen)
+{
+    size_t used = (size_t)snprintf(out, outlen, "GET / HTTP/1.1\r\nHost: x\r\nCookie: a=1");
+    for (const char *p = set; (p = strstr(p, "Set-Cookie: ")) != NULL;) {
+        p += 12;
+        size_t n = strcspn(p, ";");
+        used += (size_t)snprintf(out + used, outlen - used, "; %.*s", (int)n, p);
+    }
+    snprintf(out + used, outlen - used, "\r\n\r\n");
+}
+
+static void test_route_cookies_pin_target_and_group(void **state)
+{
+    (void)state;
+    struct group g;
+    group_init(&g, WH_ALGO_ROUND_ROBIN, 3, NULL);
+    struct wh_group wg = {.snap = &g.s};
+    snprintf(wg.name, sizeof(wg.name), "web");
+    struct wh_listener_prep lp = {0};
+    wh_sticky_key_init(&lp.key, "route test secret");
+    snprintf(lp.tg_cookie, sizeof(lp.tg_cookie), "wharf-tg-http");
+    struct wh_cfg_target_group tg = {.stickiness_enabled = 1, .stickiness_duration = 60};
+    snprintf(tg.name, sizeof(tg.name), "web");
+
+    char set[1024], head[2048];
+    assert_ptr_equal(wh_route_set_cookies(&lp, &tg, &g.t[1], 30, set, sizeof(set)), set);
+    assert_non_null(strstr(set, "Set-Cookie: wharf-lb-web="));
+    assert_non_null(strstr(set, "; Path=/; Max-Age=60; HttpOnly\r\n"));
+    assert_non_null(strstr(set, "Set-Cookie: wharf-tg-http="));
+    assert_non_null(strstr(set, "; Path=/; Max-Age=30; HttpOnly\r\n"));
+    request_with_cookies(set, head, sizeof(head));
+    struct parsed r;
+    parse(&r, head);
+    assert_ptr_equal(wh_route_pinned_target(&lp, &tg, &wg, r.buf, &r.m), &g.t[1]);
+
+    /* the group cookie: "web" wins while it has weight, whatever the draw */
+    struct wh_action a = {.type = WH_ACTION_FORWARD, .n_groups = 2, .stickiness = 30};
+    a.groups[0] = (struct wh_forward_group){.name = "other", .group_index = 1, .weight = 999};
+    a.groups[1] = (struct wh_forward_group){.name = "web", .group_index = 0, .weight = 1};
+    a.total_weight = 1000;
+    uint64_t rng = SEED;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(wh_route_forward_index(&lp, &a, r.buf, &r.m, &rng), 1);
+    a.groups[1].weight = 0; /* weight 0: the cookie no longer holds */
+    a.total_weight = 999;
+    assert_int_equal(wh_route_forward_index(&lp, &a, r.buf, &r.m, &rng), 0);
+
+    /* unhealthy (fail-open snapshot) or gone: not honoured */
+    g.s.fail_open = 1;
+    assert_null(wh_route_pinned_target(&lp, &tg, &wg, r.buf, &r.m));
+    g.s.fail_open = 0;
+    g.s.n = 1; /* only 10.0.0.1 left */
+    assert_null(wh_route_pinned_target(&lp, &tg, &wg, r.buf, &r.m));
+    g.s.n = 3;
+    wh_http_msg_free(&r.m);
+
+    /* web's value under api's name (signed, but naming another group) and
+     * a cookie signed with another key pin nothing */
+    struct wh_cfg_target_group api = tg;
+    snprintf(api.name, sizeof(api.name), "api");
+    char renamed[2048];
+    const char *v = strstr(head, "wharf-lb-web=");
+    assert_non_null(v);
+    snprintf(renamed, sizeof(renamed),
+             "GET / HTTP/1.1\r\nHost: x\r\nCookie: wharf-lb-api=%.*s\r\n\r\n",
+             (int)strcspn(v + 13, ";\r"), v + 13);
+    parse(&r, renamed);
+    assert_null(wh_route_pinned_target(&lp, &api, &wg, r.buf, &r.m));
+    wh_http_msg_free(&r.m);
+    struct wh_listener_prep other = lp;
+    wh_sticky_key_init(&other.key, "another secret");
+    parse(&r, head);
+    assert_null(wh_route_pinned_target(&other, &tg, &wg, r.buf, &r.m));
+    wh_http_msg_free(&r.m);
+
+    /* nothing to set */
+    assert_null(wh_route_set_cookies(&lp, &tg, NULL, 0, set, sizeof(set)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -648,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_sticky_rejects_truncated_garbage_overlong),
         cmocka_unit_test(test_sticky_keys_same_secret_agree_and_process_key_is_stable),
         cmocka_unit_test(test_cookie_find),
+        cmocka_unit_test(test_route_cookies_pin_target_and_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
