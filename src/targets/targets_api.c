@@ -30,6 +30,16 @@ static void add_str_or_null(cJSON *o, const char *key, const char *v)
         cJSON_AddNullToObject(o, key);
 }
 
+/* Seconds left of t's slow start; 0 at full share. */
+static double slow_start_remaining(const struct wh_target *t)
+{
+    const struct wh_tg_target *tt = wh_tg_of((struct wh_target *)t);
+    if (tt->slow_start_begin <= 0 || tt->pub.state != WH_TARGET_HEALTHY)
+        return 0;
+    double left = tt->slow_start_begin + tt->group->slow_start - wh_tg_now(tt->reg);
+    return left > 0 ? left : 0;
+}
+
 static cJSON *target_json(const struct wh_target *t)
 {
     cJSON *o = cJSON_CreateObject();
@@ -40,11 +50,13 @@ static cJSON *target_json(const struct wh_target *t)
     cJSON_AddStringToObject(o, "source", t->source);
     cJSON_AddNumberToObject(o, "in_flight", atomic_load(&t->in_flight));
     cJSON_AddNumberToObject(o, "weight", t->weight);
+    cJSON_AddNumberToObject(o, "slow_start_remaining", slow_start_remaining(t));
     return o;
 }
 
 /* wh_targets_foreach visitors building [{"name", "algorithm", "targets"}]. */
 struct listing {
+    struct wh_targets *reg;
     cJSON *groups;
     cJSON *targets; /* of the group being visited */
 };
@@ -55,6 +67,8 @@ static void list_group(void *arg, const char *group, enum wh_algorithm algo)
     cJSON *g = cJSON_CreateObject();
     cJSON_AddStringToObject(g, "name", group);
     cJSON_AddStringToObject(g, "algorithm", algorithm_names[algo]);
+    const struct wh_tg_group *tg = wh_tg_group_find(l->reg, group);
+    cJSON_AddNumberToObject(g, "slow_start", tg ? tg->slow_start : 0);
     l->targets = cJSON_AddArrayToObject(g, "targets");
     cJSON_AddItemToArray(l->groups, g);
 }
@@ -68,7 +82,7 @@ static void list_target(void *arg, const struct wh_target *t)
 static void reply_groups(struct wh_targets *reg, struct evhttp_request *req, const char *group,
                          int targets_only)
 {
-    struct listing l = {.groups = cJSON_CreateArray()};
+    struct listing l = {.reg = reg, .groups = cJSON_CreateArray()};
     wh_targets_foreach(reg, group, list_group, list_target, &l);
     cJSON *g = group ? cJSON_DetachItemFromArray(l.groups, 0) : NULL;
     if (group && !g) {
@@ -197,7 +211,7 @@ static void group_metrics(struct evbuffer *out, const struct wh_tg_group *g)
     size_t by_state[5] = {0};
     const struct wh_tg_target *t;
     TAILQ_FOREACH(t, &g->targets, link)
-        by_state[t->pub.state]++;
+    by_state[t->pub.state]++;
     for (int s = 0; s < 5; s++)
         evbuffer_add_printf(out, "wharf_targets{group=\"%s\",state=\"%s\"} %zu\n", g->name,
                             wh_target_state_name((enum wh_target_state)s), by_state[s]);
@@ -205,12 +219,13 @@ static void group_metrics(struct evbuffer *out, const struct wh_tg_group *g)
                         (unsigned long long)g->state_changes);
     evbuffer_add_printf(out, "wharf_target_fail_open_total{group=\"%s\"} %llu\n", g->name,
                         (unsigned long long)g->fail_open_total);
-    evbuffer_add_printf(out, "wharf_target_fail_open_requests_total{group=\"%s\"} %llu\n",
-                        g->name, atomic_load(&g->counters.fail_open_requests));
+    evbuffer_add_printf(out, "wharf_target_fail_open_requests_total{group=\"%s\"} %llu\n", g->name,
+                        atomic_load(&g->counters.fail_open_requests));
     static const char *const classes[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
     for (int c = 0; c < 6; c++)
-        evbuffer_add_printf(out, "wharf_target_group_responses_total{group=\"%s\",class=\"%s\"} "
-                                 "%llu\n",
+        evbuffer_add_printf(out,
+                            "wharf_target_group_responses_total{group=\"%s\",class=\"%s\"} "
+                            "%llu\n",
                             g->name, classes[c], atomic_load(&g->counters.responses[c]));
     for (int r = 0; r < WH_HC_N_RESULTS; r++)
         evbuffer_add_printf(out, "wharf_health_checks_total{group=\"%s\",result=\"%s\"} %llu\n",
@@ -229,8 +244,8 @@ static void metrics(void *arg, struct evbuffer *out)
                              "# TYPE wharf_target_group_responses_total counter\n"
                              "# TYPE wharf_health_checks_total counter\n");
     TAILQ_FOREACH(g, &reg->groups, link)
-        if (g->in_config || g->n_targets)
-            group_metrics(out, g);
+    if (g->in_config || g->n_targets)
+        group_metrics(out, g);
     evbuffer_add_printf(out, "# TYPE wharf_health_check_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (int b = 0; b < WH_HC_DURATION_BUCKETS; b++) {

@@ -602,3 +602,33 @@ def test_target_and_health_check_metrics(request, health_server, wharfd3, tmp_pa
     assert resp["2xx"] >= 30 and resp["5xx"] == 3 and resp2 == want, \
         "wharf_target_group_responses_total does not count the responses sent through group web: %s " \
         "while %d slow requests were in flight, then %s; expected %s" % (resp, len(slow_all), resp2, want)
+
+
+# --------------------------------------------------------------------------
+# 7. slow start in the API: the file's targets start at full share, one
+#    added through the API ramps
+
+
+@pytest.mark.timeout(30)
+def test_slow_start_shown_per_target_static_full_share_api_target_ramps(request, health_server, wharfd3,
+                                                                         tmp_path):
+    a, b, c = health_server(), health_server(), health_server()
+    port, admin_port = free_port(), free_port()
+    token_file, token = write_token(tmp_path)
+    cfg = targets_config(port, admin_port, token_file, [a, b])
+    cfg["target_groups"][0]["slow_start"] = 30
+    wharfd3(cfg, port, wait_ports=[admin_port])
+    admin = Admin(admin_port, token)
+    _add_diag(request, "GET /v1/target-groups at failure", lambda: repr(admin.groups()))
+
+    g = admin.group("web")
+    assert g["slow_start"] == 30, g
+    for t in g["targets"]:  # came up together with the file: full share at once
+        assert t["state"] == "healthy" and t["slow_start_remaining"] == 0, g
+
+    t0 = time.monotonic()
+    assert admin.register(c.addr).status == 201
+    t, _ = admin.wait_state(c.addr, "healthy", 5)
+    waited = time.monotonic() - t0
+    assert 30 - waited - 1 <= t["slow_start_remaining"] <= 30, (waited, t)
+    assert all(admin.target(x.addr)["slow_start_remaining"] == 0 for x in (a, b)), admin.targets()
