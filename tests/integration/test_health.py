@@ -442,9 +442,9 @@ def test_health_admin_target_endpoints(health, upstream, tmp_path):
 
     status, groups = _http(port, "GET", "/v1/target-groups")
     assert status == 200
-    assert groups == [{"name": "web", "algorithm": "round_robin", "targets": [
+    assert groups == [{"name": "web", "algorithm": "round_robin", "slow_start": 0, "targets": [
         {"address": u1.addr, "state": "healthy", "reason": None, "description": None, "source": "static",
-         "in_flight": 0, "weight": 1}]}], groups
+         "in_flight": 0, "weight": 1, "slow_start_remaining": 0}]}], groups
     assert _http(port, "GET", "/v1/target-groups", token="wrong")[0] == 401
 
     status, t = _http(port, "POST", "/v1/target-groups/web/targets", {"address": u2.addr, "weight": 3})
