@@ -194,28 +194,34 @@ static void notify_workers(struct wh_daemon *d, char cmd)
         notify_worker(&d->workers[i], cmd, NULL);
 }
 
-/* The registry published a group's new routable set: every worker gets its
- * own reference. */
-static void publish_snapshot(void *arg, struct wh_tg_snapshot *snap)
+/* Send msg to every worker, each with its own reference on the snapshot
+ * or target it carries (dropped again when the pipe refuses it). */
+static void send_each_worker(struct wh_daemon *d, const struct wh_worker_msg *msg)
 {
-    struct wh_daemon *d = arg;
     for (int i = 0; i < d->n_workers; i++) {
-        wh_tg_snapshot_ref(snap);
-        struct wh_worker_msg msg = {.cmd = 'S', .snap = snap};
-        if (send_worker(&d->workers[i], &msg) < 0)
-            wh_tg_snapshot_unref(snap);
+        if (msg->snap)
+            wh_tg_snapshot_ref(msg->snap);
+        if (msg->target)
+            wh_target_ref(msg->target);
+        if (send_worker(&d->workers[i], msg) == 0)
+            continue;
+        wh_tg_snapshot_unref(msg->snap);
+        wh_target_unref(msg->target);
     }
 }
 
+/* The registry published a group's new routable set. */
+static void publish_snapshot(void *arg, struct wh_tg_snapshot *snap)
+{
+    struct wh_worker_msg msg = {.cmd = 'S', .snap = snap};
+    send_each_worker(arg, &msg);
+}
+
+/* A draining target's delay is over: its tunnels close. */
 static void target_drained_hard(void *arg, struct wh_target *t)
 {
-    struct wh_daemon *d = arg;
-    for (int i = 0; i < d->n_workers; i++) {
-        wh_target_ref(t);
-        struct wh_worker_msg msg = {.cmd = 'D', .target = t};
-        if (send_worker(&d->workers[i], &msg) < 0)
-            wh_target_unref(t);
-    }
+    struct wh_worker_msg msg = {.cmd = 'D', .target = t};
+    send_each_worker(arg, &msg);
 }
 
 /* Registry, static targets, and each worker's first snapshots (before the

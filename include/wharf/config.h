@@ -323,6 +323,17 @@ const struct wh_cfg_listener *wh_config_listener(const struct wh_config *cfg, co
 const struct wh_cfg_host *wh_config_host(const struct wh_config *cfg, const char *id);
 const struct wh_cfg_service *wh_config_service(const struct wh_config *cfg, const char *name);
 
+/* An IP range: "192.0.2.0/24" or "2001:db8::/32" (source_ip conditions). */
+struct wh_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned bits;
+    unsigned char addr[16]; /* only the first `bits` count; host bits are kept as written */
+};
+
+/* Parse text ("ADDR/BITS", BITS without leading zeros). Returns 0, or -1
+ * when it is not a CIDR block. */
+int wh_cidr_parse(const char *text, struct wh_cidr *out);
+
 /* Parse "1.2.3.4:80", "[::1]:80" or "name:80" (resolved with getaddrinfo,
  * blocking; the first address the resolver gives wins). The port must be
  * 1-65535; "0.0.0.0:PORT" and "[::]:PORT" name every address. out->text is

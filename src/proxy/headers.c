@@ -116,17 +116,6 @@ int wh_request_id_valid(const char *s, size_t len)
     return 1;
 }
 
-uint64_t wh_rng_next(uint64_t *state)
-{
-    /* xorshift64*: request ids need uniqueness, not secrecy. */
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 void wh_request_id_pick(const char *buf, const struct wh_http_msg *req, uint64_t *rng, char *id_out)
 {
     int i = wh_http_find_header(req, buf, "x-request-id", 12);
@@ -139,7 +128,8 @@ void wh_request_id_pick(const char *buf, const struct wh_http_msg *req, uint64_t
         }
     }
     static const char hex[] = "0123456789abcdef";
-    uint64_t a = wh_rng_next(rng), b = wh_rng_next(rng);
+    /* the balancer's xorshift64*: request ids need uniqueness, not secrecy */
+    uint64_t a = wh_balance_rand(rng), b = wh_balance_rand(rng);
     for (int k = 0; k < 16; k++) {
         id_out[k] = hex[(a >> (k * 4)) & 15];
         id_out[16 + k] = hex[(b >> (k * 4)) & 15];
@@ -253,13 +243,15 @@ void wh_local_response(struct evbuffer *out, const struct wh_local_resp *r)
 
 void wh_error_response(struct evbuffer *out, int status, int close, const char *request_id)
 {
-    const char *reason = wh_http_reason(status);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                        "Server: wharf\r\n",
-                        status, reason, strlen(reason) + 5);
-    if (request_id && request_id[0])
-        evbuffer_add_printf(out, "X-Request-Id: %s\r\n", request_id);
-    evbuffer_add_printf(out, "%s\r\n\r\n%d %s\n",
-                        close ? "Connection: close" : "Connection: keep-alive", status, reason);
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, wh_http_reason(status));
+    struct wh_local_resp r = {
+        .status = status,
+        .content_type = "text/plain",
+        .body = body,
+        .body_len = n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0,
+        .flags = close ? WH_RESP_CLOSE : WH_RESP_KEEPALIVE,
+        .request_id = request_id,
+    };
+    wh_local_response(out, &r);
 }

@@ -259,8 +259,6 @@ void wh_session_close_if_idle(struct wh_session *s);
 void wh_sessions_close_idle(struct wh_proxy *p);
 void wh_sessions_free_all(struct wh_proxy *p);
 
-uint64_t wh_rng_next(uint64_t *state);
-
 static inline struct timeval wh_tv(double seconds)
 {
     struct timeval tv;

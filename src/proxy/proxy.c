@@ -89,7 +89,7 @@ struct wh_group *wh_proxy_group(struct wh_proxy *p, const char *name)
     snprintf(g->name, sizeof(g->name), "%s", name);
     /* Workers start at different offsets so they do not move in step. */
     g->bal.rr_next = (unsigned)p->worker_id;
-    g->bal.rng = wh_rng_next(&p->rng) | 1;
+    g->bal.rng = wh_balance_rand(&p->rng) | 1;
     p->groups = grown;
     p->groups[p->n_groups++] = g;
     return g;

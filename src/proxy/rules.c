@@ -67,12 +67,6 @@ struct rules_query {
     size_t n_values;
 };
 
-struct rules_cidr {
-    int family; /* AF_INET or AF_INET6 */
-    unsigned bits;
-    uint8_t addr[16]; /* only the first bits are compared */
-};
-
 /* Conditions absent from the rule have n == 0 (or a NULL pointer). */
 struct rules_rule {
     const struct rules_pat *host, *path;
@@ -81,7 +75,7 @@ struct rules_rule {
     size_t n_method;
     const struct rules_header *header;
     const struct rules_query *query;
-    const struct rules_cidr *cidr;
+    const struct wh_cidr *cidr;
     size_t n_cidr;
 };
 
@@ -403,7 +397,7 @@ static int rules_prefix_eq(const uint8_t *a, const uint8_t *net, unsigned bits)
 static int rules_cidr_match(const struct rules_rule *ru, const struct rules_req *r)
 {
     for (size_t i = 0; i < ru->n_cidr; i++) {
-        const struct rules_cidr *c = &ru->cidr[i];
+        const struct wh_cidr *c = &ru->cidr[i];
         if (c->family == AF_INET ? r->has_v4 && rules_prefix_eq(r->v4, c->addr, c->bits)
                                  : r->has_v6 && rules_prefix_eq(r->v6, c->addr, c->bits))
             return 1;
@@ -618,35 +612,14 @@ static const struct rules_pat *rules_pats_compile(struct rules_build *b, char **
     return pats;
 }
 
-/* "192.0.2.0/24", "2001:db8::/32". Host bits written after the prefix
- * ("192.0.2.7/24") are kept but never compared. */
-static int rules_cidr_parse(const char *text, struct rules_cidr *c)
-{
-    char addr[INET6_ADDRSTRLEN + 1];
-    const char *slash = strchr(text, '/');
-    if (!slash || (size_t)(slash - text) >= sizeof(addr) || !slash[1])
-        return -1;
-    memcpy(addr, text, (size_t)(slash - text));
-    addr[slash - text] = '\0';
-    c->family = strchr(addr, ':') ? AF_INET6 : AF_INET;
-    unsigned max = c->family == AF_INET6 ? 128 : 32, bits = 0;
-    if (inet_pton(c->family, addr, c->addr) != 1)
-        return -1;
-    for (const char *p = slash + 1; *p; p++)
-        if (*p < '0' || *p > '9' || (bits = bits * 10 + (unsigned)(*p - '0')) > max)
-            return -1;
-    c->bits = bits;
-    return 0;
-}
-
 static int rules_cidrs_compile(struct rules_build *b, const struct wh_cfg_rule *cr,
                                struct rules_rule *ru)
 {
-    struct rules_cidr *c = rules_alloc(b, (cr->conditions.n_source_ip + 1) * sizeof(*c));
+    struct wh_cidr *c = rules_alloc(b, (cr->conditions.n_source_ip + 1) * sizeof(*c));
     if (!c)
         return -1;
     for (size_t i = 0; i < cr->conditions.n_source_ip; i++) {
-        if (rules_cidr_parse(cr->conditions.source_ip[i], &c[i]) < 0) {
+        if (wh_cidr_parse(cr->conditions.source_ip[i], &c[i]) < 0) {
             rules_err(b, cr->line, "source_ip \"%s\" is not a CIDR block",
                       cr->conditions.source_ip[i]);
             return -1;
@@ -715,10 +688,8 @@ static int rules_conditions_compile(struct rules_build *b, const struct wh_cfg_r
 
 static int rules_group_index(const struct wh_config *cfg, const char *name)
 {
-    for (size_t i = 0; i < cfg->n_target_groups; i++)
-        if (strcmp(cfg->target_groups[i].name, name) == 0)
-            return (int)i;
-    return -1;
+    const struct wh_cfg_target_group *g = wh_config_group(cfg, name);
+    return g ? (int)(g - cfg->target_groups) : -1;
 }
 
 static int rules_forward_compile(struct rules_build *b, const struct wh_cfg_action *ca,

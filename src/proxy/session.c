@@ -60,8 +60,6 @@ struct wh_session {
     const struct wh_action *action;           /* the matched rule's, in gen */
     const struct wh_cfg_target_group *tg_cfg; /* the forward group's, in gen */
     struct wh_group *group;
-    int sticky_target; /* answer with a target stickiness cookie */
-    int sticky_group;  /* answer with a group stickiness cookie */
     struct wh_target *target;
     struct wh_upconn *up;
     int retried;
@@ -102,6 +100,11 @@ static void handshake_done(struct wh_session *s);
 static const struct wh_config *cfg_of(struct wh_session *s)
 {
     return s->gen ? s->gen->cfg : s->proxy->gen->cfg;
+}
+
+static const char *scheme_of(const struct wh_session *s)
+{
+    return s->tls ? "https" : "http";
 }
 
 /* ---- writing: straight to the socket when nothing is queued ----
@@ -159,16 +162,16 @@ static void send_bytes(struct bufferevent *bev, const void *data, size_t len)
  * made contiguous first, so a small response leaves as one record. */
 static void send_from(struct bufferevent *bev, struct evbuffer *src, size_t n)
 {
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
     if (n > 0 && nothing_queued(bev)) {
-        if (bufferevent_openssl_get_ssl(bev)) {
-            size_t done =
-                n <= WH_TLS_DIRECT_MAX ? write_now(bev, evbuffer_pullup(src, (ev_ssize_t)n), n) : 0;
-            evbuffer_drain(src, done);
-            n -= done;
-        } else {
+        if (!ssl) {
             int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
             if (w > 0)
                 n -= (size_t)w;
+        } else if (n <= WH_TLS_DIRECT_MAX) {
+            size_t done = tls_write_now(ssl, evbuffer_pullup(src, (ev_ssize_t)n), n);
+            evbuffer_drain(src, done);
+            n -= done;
         }
     }
     if (n > 0)
@@ -478,6 +481,16 @@ static void note_rejected(struct wh_session *s, const char *buf, size_t n)
     s->bytes_in = n;
 }
 
+/* Send the response made here that waits in the worker's scratch buffer,
+ * and log the request. */
+static void send_made_here(struct wh_session *s, int status, const char *error)
+{
+    struct evbuffer *out = s->proxy->scratch;
+    s->bytes_out += evbuffer_get_length(out);
+    send_from(s->bev, out, evbuffer_get_length(out));
+    log_request(s, status, error);
+}
+
 /* Answer with an error made here. Closes when asked, when the request body
  * was not consumed, or when the client wants it; else ready for the next
  * request. */
@@ -488,11 +501,8 @@ static int reply_error(struct wh_session *s, int status, int force_close)
     release_upstream(s, 0);
     evtimer_del(s->timer);
     int close = force_close || !s->req_keepalive || !s->req_body_done || s->proxy->shutting_down;
-    struct evbuffer *out = s->proxy->scratch;
-    wh_error_response(out, status, close, s->request_id);
-    s->bytes_out += evbuffer_get_length(out);
-    send_from(s->bev, out, evbuffer_get_length(out));
-    log_request(s, status, error_code(status));
+    wh_error_response(s->proxy->scratch, status, close, s->request_id);
+    send_made_here(s, status, error_code(status));
     wh_log_debug("proxy", "%s: %d %s", s->client_ip, status, wh_http_reason(status));
     if (close)
         return enter_closing(s);
@@ -525,7 +535,6 @@ static int next_request(struct wh_session *s)
     s->group = NULL;
     s->action = NULL;
     s->tg_cfg = NULL;
-    s->sticky_target = s->sticky_group = 0;
     s->request_id[0] = '\0';
     s->method[0] = '\0';
     s->t_start = s->t_connect = s->t_sent = s->t_resp = 0;
@@ -685,6 +694,14 @@ static int retry_fresh(struct wh_session *s)
 
 /* ---- routing: the listener's rules, then route.c's stickiness ---- */
 
+/* The request is answered here: its head leaves the input (the body, if
+ * any, follows it there). */
+static void drop_head(struct wh_session *s)
+{
+    evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
+    s->req_body_done = body_empty(&s->req_body);
+}
+
 /* A request body wharfd answered without forwarding is read and dropped so
  * the connection can serve the next request, up to this much; a longer one
  * (or one that waits for 100-continue) closes the connection instead. */
@@ -713,8 +730,7 @@ static int reply_action(struct wh_session *s, const struct wh_action *a, const c
     struct wh_local_resp r = {.request_id = s->request_id,
                               .head_only = s->req.method == WH_METHOD_HEAD};
     if (a->type == WH_ACTION_REDIRECT) {
-        const char *proto = s->tls ? "https" : "http";
-        if (wh_redirect_location(a, buf, &s->req, proto, s->listener->port_text, location,
+        if (wh_redirect_location(a, buf, &s->req, scheme_of(s), s->listener->port_text, location,
                                  sizeof(location)) < 0)
             return reply_error(s, 500, 0);
         r.status = a->redirect_status;
@@ -725,18 +741,13 @@ static int reply_action(struct wh_session *s, const struct wh_action *a, const c
         r.body = a->body;
         r.body_len = a->body_len;
     }
-    /* buf is the head in the input buffer: done with it only now */
-    evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
-    s->req_body_done = body_empty(&s->req_body);
+    drop_head(s); /* buf points into it: done with it only now */
     evtimer_del(s->timer);
     int close =
         !s->req_keepalive || s->proxy->shutting_down || (!s->req_body_done && !body_discardable(s));
     r.flags = close ? WH_RESP_CLOSE : s->req.version_minor == 0 ? WH_RESP_KEEPALIVE : 0;
-    struct evbuffer *out = s->proxy->scratch;
-    wh_local_response(out, &r);
-    s->bytes_out += evbuffer_get_length(out);
-    send_from(s->bev, out, evbuffer_get_length(out));
-    log_request(s, r.status, NULL);
+    wh_local_response(s->proxy->scratch, &r);
+    send_made_here(s, r.status, NULL);
     if (close)
         return enter_closing(s);
     if (s->req_body_done)
@@ -756,22 +767,20 @@ static int route_request(struct wh_session *s, const char *buf, struct wh_target
         return -1;
     }
     const struct wh_listener_prep *lp = s->listener->prep;
-    s->sticky_group = a->stickiness > 0;
     int gi = a->groups[wh_route_forward_index(lp, a, buf, &s->req, &s->proxy->rng)].group_index;
     s->group = s->gen->groups[gi];
     s->tg_cfg = &s->gen->cfg->target_groups[gi];
-    s->sticky_target = s->tg_cfg->stickiness_enabled;
     if (group_size(s->group) == 0) {
-        evbuffer_drain(bufferevent_get_input(s->bev), s->req.head_len);
-        s->req_body_done = body_empty(&s->req_body);
+        drop_head(s);
         reply_error(s, 503, 0);
         return -1;
     }
-    *pinned =
-        s->sticky_target ? wh_route_pinned_target(lp, s->tg_cfg, s->group, buf, &s->req) : NULL;
+    *pinned = s->tg_cfg->stickiness_enabled
+                  ? wh_route_pinned_target(lp, s->tg_cfg, s->group, buf, &s->req)
+                  : NULL;
     struct wh_fwd_info fwd = {
         .client_ip = s->client_ip,
-        .proto = s->tls ? "https" : "http",
+        .proto = scheme_of(s),
         .port = s->listener->port_text,
         .request_id = s->request_id,
         .host_default = s->group->snap->members[0].target->addr.text,
@@ -974,12 +983,10 @@ static int parse_response_head(struct wh_session *s)
      * always flushes it. */
     struct evbuffer *out = s->proxy->scratch;
     char cookies[2 * WH_STICKY_VALUE_MAX + 2 * WH_NAME_MAX + 160];
-    const char *extra = s->sticky_target || s->sticky_group
-                            ? wh_route_set_cookies(s->listener->prep, s->tg_cfg,
-                                                   s->sticky_target ? s->target : NULL,
-                                                   s->sticky_group ? s->action->stickiness : 0,
-                                                   cookies, sizeof(cookies))
-                            : NULL;
+    /* a forwarded request: its action forwards, its group is known */
+    const char *extra = wh_route_set_cookies(s->listener->prep, s->tg_cfg,
+                                             s->tg_cfg->stickiness_enabled ? s->target : NULL,
+                                             s->action->stickiness, cookies, sizeof(cookies));
     wh_rewrite_response(out, buf, &s->resp, response_flags(s), extra);
     s->bytes_out += evbuffer_get_length(out);
     if (access_log_on(s))
