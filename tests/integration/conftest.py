@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from loopback_server import LoopbackServer
+
 # Test modules import the helpers below with `from wharf_proxy_harness import
 # ...`: another conftest.py under this directory (runtime/) is also a module
 # named "conftest", so `from conftest import` would get whichever was loaded
@@ -844,44 +846,23 @@ def echo_handler(req):
                                                  ("X-Echo-Method", req.method)])
 
 
-class Upstream:
+class Upstream(LoopbackServer):
     def __init__(self, handler=None, name="upstream"):
-        self.name = name
         self.handler = handler or default_handler
         self.lock = threading.RLock()
         self.conns = []
         self.handler_errors = []
         self._seq = 0
-        self._stop = threading.Event()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((LOOPBACK, 0))
-        self.lsock.listen(128)
-        self.lsock.settimeout(0.05)
-        self.port = self.lsock.getsockname()[1]
-        self.addr = "%s:%d" % (LOOPBACK, self.port)
-        self._threads = []
-        t = threading.Thread(target=self._accept_loop, name="upstream-%s" % name, daemon=True)
-        t.start()
-        self._threads.append(t)
+        super().__init__(name, join_timeout=2)
 
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                s, peer = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            # Head and body go out in separate writes: without NODELAY each
-            # response on a reused connection waits for a delayed ACK.
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                conn = UpstreamConn(self, s, peer, len(self.conns))
-                self.conns.append(conn)
-            t = threading.Thread(target=conn.run, name="upstream-%s-conn%d" % (self.name, conn.id), daemon=True)
-            t.start()
-            self._threads.append(t)
+    def _accepted(self, s, peer):
+        with self.lock:
+            conn = UpstreamConn(self, s, peer, len(self.conns))
+            self.conns.append(conn)
+        self._start_thread(conn.run, name="upstream-%s-conn%d" % (self.name, conn.id))
+
+    def _open_sockets(self):
+        return [c.sock for c in self.connections()]
 
     # -- views
     def connections(self):
@@ -927,18 +908,7 @@ class Upstream:
             self.name, self.addr, len(conns), "\n".join(c.describe() for c in conns))
 
     def stop(self):
-        self._stop.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        for c in self.connections():
-            try:
-                c.sock.close()
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=2)
+        super().stop(end_socket=lambda s: s.close())
 
 
 class Blackhole:

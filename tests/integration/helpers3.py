@@ -44,6 +44,8 @@ from pathlib import Path
 
 import pytest
 
+from loopback_server import LoopbackServer
+
 from wharf_proxy_harness import (
     BUILD_DIR,
     LOOPBACK,
@@ -282,43 +284,27 @@ class RawUpConn:
         self.sock.sendall(data)
 
 
-class RawUpstream:
+class RawUpstream(LoopbackServer):
     """Accepts connections on a loopback port; for each request head read,
     calls handler(conn) which reads the body and writes the response itself
     and returns True to read another request on the connection."""
 
     def __init__(self, handler, name):
         self.handler = handler
-        self.name = name
         self.errors = []
         self.conns = []
         self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((LOOPBACK, 0))
-        self.lsock.listen(128)
-        self.lsock.settimeout(0.05)
-        self.port = self.lsock.getsockname()[1]
-        self.addr = "%s:%d" % (LOOPBACK, self.port)
-        self._threads = [threading.Thread(target=self._accept_loop, daemon=True, name="raw-up-%s" % name)]
-        self._threads[0].start()
+        super().__init__(name)
 
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                s, peer = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = RawUpConn(self, s, peer)
-            with self.lock:
-                self.conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-            self._threads.append(t)
+    def _accepted(self, s, peer):
+        conn = RawUpConn(self, s, peer)
+        with self.lock:
+            self.conns.append(conn)
+        self._start_thread(self._serve, conn)
+
+    def _open_sockets(self):
+        with self.lock:
+            return [c.sock for c in self.conns]
 
     def _serve(self, conn):
         try:
@@ -335,22 +321,6 @@ class RawUpstream:
                 conn.sock.close()
             except OSError:
                 pass
-
-    def stop(self):
-        self._stop.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            conns = list(self.conns)
-        for c in conns:
-            try:
-                c.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=3)
 
 
 @pytest.fixture

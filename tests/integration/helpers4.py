@@ -37,18 +37,17 @@ import threading
 import time
 import urllib.parse
 
-LOOPBACK = "127.0.0.1"
+from loopback_server import LOOPBACK, LoopbackServer
 
 
 # --------------------------------------------------------------------------
 # the origin server (standard library only: also runs as its own process)
 
 
-class HealthServer:
+class HealthServer(LoopbackServer):
     """Threaded HTTP/1.1 origin on 127.0.0.1:port (0 = any free port)."""
 
     def __init__(self, name, port=0):
-        self.name = name
         self.health = "ok"
         self.lock = threading.Lock()
         self.arrivals = []         # (monotonic, target) of every request but /health
@@ -57,18 +56,8 @@ class HealthServer:
         self.slow_done = []        # (monotonic start, monotonic end, target)
         self.slow_seen = set()     # targets of the /slow requests received
         self.errors = []
-        self._stop = threading.Event()
         self._conns = set()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((LOOPBACK, port))
-        self.lsock.listen(512)
-        self.lsock.settimeout(0.05)
-        self.port = self.lsock.getsockname()[1]
-        self.addr = "%s:%d" % (LOOPBACK, self.port)
-        self._threads = [threading.Thread(target=self._accept_loop, daemon=True,
-                                          name="hs-%s" % name)]
-        self._threads[0].start()
+        super().__init__(name, port, backlog=512, join_timeout=2)
 
     # -- control and views
     def set_health(self, mode):
@@ -99,19 +88,15 @@ class HealthServer:
                                    len(self.health_arrivals), len(self._conns), self.errors[:5]))
 
     # -- serving
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                self._conns.add(s)
-            t = threading.Thread(target=self._serve, args=(s,), daemon=True)
-            t.start()
+    def _accepted(self, s, peer):
+        with self.lock:
+            self._conns.add(s)
+        # not in self._threads: stop() joins only the accept thread
+        threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _open_sockets(self):
+        with self.lock:
+            return list(self._conns)
 
     def _recv(self, s, buf):
         """More bytes into buf; False on EOF, reset or stop."""
@@ -217,38 +202,13 @@ class HealthServer:
         return True
 
     # -- stopping
-    def stop(self):
-        self._stop.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=2)
-
     def kill(self):
         """Like a crash: the listener closes (connects are refused) and every
         connection is reset."""
-        self._stop.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                c.close()
-            except OSError:
-                pass
+        def reset(c):
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        self._halt(reset)
 
 
 def _serve_forever(name, port):
