@@ -623,6 +623,20 @@ class LoadGen:
         with self.lock:
             return len(self.ok)
 
+    # What a subclass changes (helpers_tls.TlsLoad): the client, the request
+    # and the shape of the records.
+    def _connect(self):
+        return RawClient(self.port, timeout=5.0)
+
+    def _request(self, c, idx, n):
+        return c.request("GET", "%s/%d/%d" % (self.path, idx, n))
+
+    def _ok_entry(self, t0, t1, idx, r):
+        return (t0, t1, idx, r.headers.get("x-upstream"))
+
+    def _failure_entry(self, t0, t1, idx, e):
+        return (t0, t1, idx, "%s: %s" % (type(e).__name__, e))
+
     def _run(self, idx):
         c = None
         n = 0
@@ -630,15 +644,14 @@ class LoadGen:
             t0 = time.monotonic()
             try:
                 if c is None:
-                    c = RawClient(self.port, timeout=5.0)
-                r = c.request("GET", "%s/%d/%d" % (self.path, idx, n))
+                    c = self._connect()
+                r = self._request(c, idx, n)
                 t1 = time.monotonic()
                 n += 1
                 if r.status != 200:
                     raise AssertionError("status %d: %r" % (r.status, r))
-                name = r.headers.get("x-upstream")
                 with self.lock:
-                    self.ok.append((t0, t1, idx, name))
+                    self.ok.append(self._ok_entry(t0, t1, idx, r))
                 if "close" in (r.headers.get("connection") or "").lower():
                     c.close()
                     c = None
@@ -646,7 +659,7 @@ class LoadGen:
                         self.reconnects += 1
             except Exception as e:
                 with self.lock:
-                    self.failures.append((t0, time.monotonic(), idx, "%s: %s" % (type(e).__name__, e)))
+                    self.failures.append(self._failure_entry(t0, time.monotonic(), idx, e))
                 if c is not None:
                     c.close()
                 c = None

@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from helpers3 import LoadGen
 from wharf_proxy_harness import DEFAULT_IO_TIMEOUT, LOOPBACK, RawClient
 
 
@@ -227,10 +228,11 @@ def tls_config_text(listeners, targets, workers=1, log_level="info", timeouts=No
 # load
 
 
-class TlsLoad:
+class TlsLoad(LoadGen):
     """HTTPS GET load until stop(): `keepalive` threads each on one TLS
-    keep-alive connection, and `fresh` threads opening a new TLS connection
-    (full handshake, no resumption) for every request.
+    keep-alive connection (LoadGen's threads over TlsClient), and `fresh`
+    threads opening a new TLS connection (full handshake, no resumption) for
+    every request.
 
     ok:       (t_start, t_end, kind, thread, upstream name, cert DER or None)
               (the DER is recorded for fresh connections only)
@@ -240,60 +242,22 @@ class TlsLoad:
               reconnects; any other error is a failure."""
 
     def __init__(self, port, keepalive=4, fresh=2, server_hostname="a.test", path="/tls-load"):
-        self.port = port
-        self.path = path
         self.server_hostname = server_hostname
         self.ctx = client_context()
-        self.ok = []
-        self.failures = []
-        self.reconnects = 0
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._keepalive, args=(i,), daemon=True) for i in range(keepalive)]
+        super().__init__(port, threads=keepalive, path=path)
         self._threads += [threading.Thread(target=self._fresh, args=(i,), daemon=True) for i in range(fresh)]
 
-    def start(self):
-        for t in self._threads:
-            t.start()
-        return self
+    def _connect(self):
+        return TlsClient(self.port, self.ctx, self.server_hostname)
 
-    def count(self):
-        with self.lock:
-            return len(self.ok)
+    def _request(self, c, idx, n):
+        return c.request("GET", "%s/ka/%d/%d" % (self.path, idx, n), host=self.server_hostname)
 
-    def _record_ok(self, t0, kind, idx, r, der):
-        if r.status != 200:
-            raise AssertionError("status %d: %r" % (r.status, r))
-        with self.lock:
-            self.ok.append((t0, time.monotonic(), kind, idx, r.headers.get("x-upstream"), der))
+    def _ok_entry(self, t0, t1, idx, r, kind="keepalive", der=None):
+        return (t0, t1, kind, idx, r.headers.get("x-upstream"), der)
 
-    def _record_failure(self, t0, kind, idx, e):
-        with self.lock:
-            self.failures.append((t0, time.monotonic(), kind, idx, "%s: %s" % (type(e).__name__, e)))
-
-    def _keepalive(self, idx):
-        c = None
-        n = 0
-        while not self._stop.is_set():
-            t0 = time.monotonic()
-            try:
-                if c is None:
-                    c = TlsClient(self.port, self.ctx, self.server_hostname)
-                r = c.request("GET", "%s/ka/%d/%d" % (self.path, idx, n), host=self.server_hostname)
-                n += 1
-                self._record_ok(t0, "keepalive", idx, r, None)
-                if "close" in (r.headers.get("connection") or "").lower():
-                    c.close()
-                    c = None
-                    with self.lock:
-                        self.reconnects += 1
-            except Exception as e:
-                self._record_failure(t0, "keepalive", idx, e)
-                if c is not None:
-                    c.close()
-                c = None
-        if c is not None:
-            c.close()
+    def _failure_entry(self, t0, t1, idx, e, kind="keepalive"):
+        return (t0, t1, kind, idx, "%s: %s" % (type(e).__name__, e))
 
     def _fresh(self, idx):
         n = 0
@@ -304,11 +268,10 @@ class TlsLoad:
                     der = c.peer_der()
                     r = c.request("GET", "%s/new/%d/%d" % (self.path, idx, n), host=self.server_hostname)
                 n += 1
-                self._record_ok(t0, "fresh", idx, r, der)
+                if r.status != 200:
+                    raise AssertionError("status %d: %r" % (r.status, r))
+                with self.lock:
+                    self.ok.append(self._ok_entry(t0, time.monotonic(), idx, r, "fresh", der))
             except Exception as e:
-                self._record_failure(t0, "fresh", idx, e)
-
-    def stop(self):
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=10)
+                with self.lock:
+                    self.failures.append(self._failure_entry(t0, time.monotonic(), idx, e, "fresh"))
