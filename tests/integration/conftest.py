@@ -1154,20 +1154,32 @@ def wharf_binary():
 @pytest.fixture
 def upstream(request):
     """Factory: upstream(handler=None, name=None) -> a running Upstream."""
-    made = []
 
-    def make(handler=None, name=None):
-        u = Upstream(handler, name or "up%d" % len(made))
-        made.append(u)
+    def new(i, handler=None, name=None):
+        u = Upstream(handler, name or "up%d" % i)
         _add_diag(request, "upstream %s" % u.name, u.describe)
         return u
 
+    yield from serve_for_test(new, lambda u: u.handler_errors, "upstream handler errors (a test bug)")
+
+
+def serve_for_test(new, errors_of, what):
+    """A server fixture's body: yields a factory (new(index, *args) makes a
+    running server), stops every server made at teardown, then fails the
+    test with what the servers recorded in errors_of(server)."""
+    made = []
+
+    def make(*args, **kw):
+        s = new(len(made), *args, **kw)
+        made.append(s)
+        return s
+
     yield make
-    for u in made:
-        u.stop()
-    errors = [e for u in made for e in u.handler_errors]
+    for s in made:
+        s.stop()
+    errors = [e for s in made for e in errors_of(s)]
     if errors:
-        pytest.fail("upstream handler errors (a test bug): %s" % errors)
+        pytest.fail("%s: %s" % (what, errors))
 
 
 @pytest.fixture

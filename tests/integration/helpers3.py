@@ -61,6 +61,7 @@ from wharf_proxy_harness import (
     parse_head,
     parse_status_line,
     render_config,
+    serve_for_test,
     wait_until,
 )
 
@@ -325,19 +326,8 @@ class RawUpstream(LoopbackServer):
 
 @pytest.fixture
 def raw_upstream(request):
-    made = []
-
-    def make(handler, name=None):
-        u = RawUpstream(handler, name or "raw%d" % len(made))
-        made.append(u)
-        return u
-
-    yield make
-    for u in made:
-        u.stop()
-    errors = [e for u in made for e in u.errors]
-    if errors:
-        pytest.fail("raw upstream errors: %s" % errors)
+    yield from serve_for_test(lambda i, handler, name=None: RawUpstream(handler, name or "raw%d" % i),
+                              lambda u: u.errors, "raw upstream errors")
 
 
 def named_handler(name):

@@ -239,6 +239,7 @@ from wharf_proxy_harness import (  # noqa: E402
     _add_diag,
     build_config,
     free_port,
+    serve_for_test,
     wait_until,
 )
 from helpers3 import connect_refused, parse_prometheus, wait_port_open  # noqa: E402
@@ -246,20 +247,12 @@ from helpers3 import connect_refused, parse_prometheus, wait_port_open  # noqa: 
 
 @pytest.fixture
 def health_server(request):
-    made = []
-
-    def make(name=None):
-        s = HealthServer(name or "hs%d" % len(made))
-        made.append(s)
+    def new(i, name=None):
+        s = HealthServer(name or "hs%d" % i)
         _add_diag(request, "server %s" % s.name, s.describe)
         return s
 
-    yield make
-    for s in made:
-        s.stop()
-    errors = [e for s in made for e in s.errors]
-    if errors:
-        pytest.fail("origin server errors (a test bug): %s" % errors)
+    yield from serve_for_test(new, lambda s: s.errors, "origin server errors (a test bug)")
 
 
 class ServerProc:
