@@ -100,7 +100,7 @@ struct wh_http_msg {
     size_t n_headers;
     size_t cap_headers;
 
-    unsigned flags; /* WH_HTTP_F_* */
+    unsigned flags;                   /* WH_HTTP_F_* */
     enum wh_http_body_mode body_mode; /* for responses: call wh_http_response_body_mode */
     uint64_t content_length;          /* when WH_HTTP_F_CONTENT_LENGTH */
     uint32_t head_len;                /* bytes of start line + headers + final CRLF */
@@ -110,11 +110,11 @@ struct wh_http_parser {
     enum wh_http_kind kind;
     size_t max_head_bytes; /* over this: -431 (requests) / error (responses) */
     /* private: resume state */
-    size_t scanned;   /* bytes of the buffer already validated */
+    size_t scanned; /* bytes of the buffer already validated */
     int state;
     uint32_t line_start;
-    int error;        /* the error returned, repeated on later calls */
-    unsigned te;      /* Transfer-Encoding codings seen so far */
+    int error;   /* the error returned, repeated on later calls */
+    unsigned te; /* Transfer-Encoding codings seen so far */
 };
 
 void wh_http_parser_init(struct wh_http_parser *p, enum wh_http_kind kind, size_t max_head_bytes);
@@ -157,7 +157,7 @@ int wh_http_keep_alive(const struct wh_http_msg *m);
 
 struct wh_http_body {
     enum wh_http_body_mode mode;
-    uint64_t remaining; /* LENGTH: bytes left; CHUNKED: bytes left in the chunk */
+    uint64_t remaining;   /* LENGTH: bytes left; CHUNKED: bytes left in the chunk */
     uint64_t max_payload; /* 0 = unlimited; over it: -413 */
     uint64_t payload_seen;
     /* private */
@@ -168,8 +168,8 @@ struct wh_http_body {
     uint32_t trailer_bytes; /* bytes of the trailer section so far */
 };
 
-void wh_http_body_init(struct wh_http_body *b, enum wh_http_body_mode mode,
-                       uint64_t content_length, uint64_t max_payload);
+void wh_http_body_init(struct wh_http_body *b, enum wh_http_body_mode mode, uint64_t content_length,
+                       uint64_t max_payload);
 
 /* Consume the next piece of body from data[0..len). Sets *consumed to the
  * bytes that belong to this message (never more than len). A piece is either

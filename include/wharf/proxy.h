@@ -70,7 +70,7 @@ size_t wh_proxy_sessions(const struct wh_proxy *p);
 /* Counters any thread may read while the worker runs. */
 struct wh_proxy_stats {
     uint64_t open_connections;
-    uint64_t responses[6]; /* by status class: [1] 1xx .. [5] 5xx, [0] other */
+    uint64_t responses[6];      /* by status class: [1] 1xx .. [5] 5xx, [0] other */
     uint64_t tls_handshakes[3]; /* WH_TLS_HANDSHAKE_OK, _FAILED, _TIMEOUT */
 };
 enum { WH_TLS_HANDSHAKE_OK, WH_TLS_HANDSHAKE_FAILED, WH_TLS_HANDSHAKE_TIMEOUT };

@@ -83,8 +83,7 @@ void wh_api_reply_json(struct evhttp_request *req, int status, char *json)
     if (json)
         evbuffer_add(out, json, strlen(json));
     evbuffer_add(out, "\n", 1);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, status, NULL, out);
     evbuffer_free(out);
     cJSON_free(json);
@@ -121,8 +120,7 @@ static const struct api_route *find_route(const struct wh_api *api, const char *
     const struct api_route *best = NULL;
     for (size_t i = 0; i < api->n_routes; i++) {
         size_t n = strlen(api->routes[i].prefix);
-        if (strncmp(path, api->routes[i].prefix, n) == 0 &&
-            (!best || n > strlen(best->prefix)))
+        if (strncmp(path, api->routes[i].prefix, n) == 0 && (!best || n > strlen(best->prefix)))
             best = &api->routes[i];
     }
     return best;
@@ -181,10 +179,9 @@ struct wh_api *wh_api_new(struct event_base *base, const struct wh_cfg_admin *cf
     api->http = evhttp_new(base);
     if (!api->http)
         goto fail;
-    struct evconnlistener *l =
-        evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                LEV_OPT_CLOSE_ON_EXEC, 128,
-                                (const struct sockaddr *)&cfg->bind.ss, (int)cfg->bind.len);
+    struct evconnlistener *l = evconnlistener_new_bind(
+        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
+        (const struct sockaddr *)&cfg->bind.ss, (int)cfg->bind.len);
     if (!l || !evhttp_bind_listener(api->http, l)) {
         snprintf(err, errlen, "admin: cannot listen on %s: %s", cfg->bind.text, strerror(errno));
         if (l)

@@ -10,7 +10,7 @@
 
 struct wh_lag {
     struct event *tick;
-    double expected;           /* monotonic time the next tick is due */
+    double expected;            /* monotonic time the next tick is due */
     double bucket[LAG_BUCKETS]; /* largest lag seen in each second */
     long bucket_sec[LAG_BUCKETS];
 };

@@ -77,8 +77,7 @@ void wh_upconn_free(struct wh_upconn *u)
     pool_free_if_unused(pool);
 }
 
-struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool,
-                                    struct wh_session *s)
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool, struct wh_session *s)
 {
     struct wh_upconn *u = calloc(1, sizeof(*u));
     if (!u)

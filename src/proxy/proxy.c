@@ -327,8 +327,7 @@ void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out)
     for (int i = 0; i < 6; i++)
         out->responses[i] = atomic_load_explicit(&p->responses[i], memory_order_relaxed);
     for (int i = 0; i < 3; i++)
-        out->tls_handshakes[i] =
-            atomic_load_explicit(&p->tls_handshakes[i], memory_order_relaxed);
+        out->tls_handshakes[i] = atomic_load_explicit(&p->tls_handshakes[i], memory_order_relaxed);
 }
 
 void wh_proxy_free(struct wh_proxy *p)

@@ -22,8 +22,9 @@ const double wh_hc_duration_bounds[WH_HC_DURATION_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 static const char *const result_names[WH_HC_N_RESULTS] = {
-    "success",         "timeout",           "connection_refused", "status_mismatch",
-    "connection_reset", "malformed_response", "connection_error"};
+    "success",         "timeout",          "connection_refused",
+    "status_mismatch", "connection_reset", "malformed_response",
+    "connection_error"};
 
 const char *wh_hc_result_name(enum wh_hc_result r)
 {
@@ -188,8 +189,7 @@ static void finish(struct wh_hc_check *c, enum wh_hc_result r, const char *desc)
     arm(t, t->next_check - now);
     t->check = NULL;
     check_free(c);
-    wh_tg_check_result(t, r == WH_HC_SUCCESS, r == WH_HC_SUCCESS ? "" : wh_hc_result_name(r),
-                       desc);
+    wh_tg_check_result(t, r == WH_HC_SUCCESS, r == WH_HC_SUCCESS ? "" : wh_hc_result_name(r), desc);
 }
 
 static void finish_errno(struct wh_hc_check *c, int e, const char *when)

@@ -14,8 +14,9 @@
 #define WH_TG_SWEEP_INTERVAL 0.1     /* passive counters, ejections, drains */
 #define WH_TG_PUBLISH_GAP 0.01       /* at most one coalesced publish per 10 ms */
 #define WH_TG_MAX_SUBSCRIBERS 8
-#define WH_HC_MAX_HEAD (16 * 1024) /* a health-check response head larger than this is malformed   \
-                                    */
+#define WH_HC_MAX_HEAD                                                                             \
+    (16 * 1024) /* a health-check response head larger than this is malformed                      \
+                 */
 #define WH_HC_DURATION_BUCKETS 12
 
 /* Status codes 100..599 a health check accepts. */

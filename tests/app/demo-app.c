@@ -81,7 +81,7 @@ static void logmsg(const char *fmt, ...)
 
 static void sleep_ms(long ms)
 {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
     }
 }
@@ -96,11 +96,11 @@ static int env_int(const char *name, int dflt)
 static size_t json_str(char *dst, size_t cap, const char *s)
 {
     size_t n = 0;
-#define PUT(c)                                                                 \
-    do {                                                                       \
-        if (n + 1 < cap)                                                       \
-            dst[n] = (c);                                                      \
-        n++;                                                                   \
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (n + 1 < cap)                                                                           \
+            dst[n] = (c);                                                                          \
+        n++;                                                                                       \
     } while (0)
     PUT('"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -132,7 +132,10 @@ typedef struct {
     size_t used;
 } sha1_ctx;
 
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+static uint32_t rol(uint32_t x, int n)
+{
+    return (x << n) | (x >> (32 - n));
+}
 
 static void sha1_block(sha1_ctx *c, const unsigned char *p)
 {
@@ -160,8 +163,7 @@ static void sha1_block(sha1_ctx *c, const unsigned char *p)
 
 static void sha1_init(sha1_ctx *c)
 {
-    static const uint32_t iv[5] = { 0x67452301, 0xEFCDAB89, 0x98BADCFE,
-                                    0x10325476, 0xC3D2E1F0 };
+    static const uint32_t iv[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
     memcpy(c->h, iv, sizeof iv);
     c->len = 0;
     c->used = 0;
@@ -202,8 +204,7 @@ static void sha1_final(sha1_ctx *c, unsigned char out[20])
 
 static void base64(const unsigned char *in, size_t n, char *out)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16;
@@ -257,7 +258,7 @@ static int wait_readable(conn *c, int timeout_ms, int idle)
         long long left = deadline - now_ms();
         if (left <= 0)
             return RD_TIMEOUT;
-        struct pollfd pfd = { c->fd, POLLIN, 0 };
+        struct pollfd pfd = {c->fd, POLLIN, 0};
         int r = poll(&pfd, 1, left < TICK_MS ? (int)left : TICK_MS);
         if (r > 0)
             return RD_OK;
@@ -356,24 +357,36 @@ static int send_all(int fd, const void *data, size_t n)
 static const char *reason(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    default: return "Unknown";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    default:
+        return "Unknown";
     }
 }
 
 /* Send a complete response with a Content-Length body. */
-static int respond(conn *c, const request *rq, int status, const char *ctype,
-                   const char *body, size_t blen, int keep)
+static int respond(conn *c, const request *rq, int status, const char *ctype, const char *body,
+                   size_t blen, int keep)
 {
     char head[1024];
     int head_only = rq && strcmp(rq->method, "HEAD") == 0;
@@ -386,9 +399,9 @@ static int respond(conn *c, const request *rq, int status, const char *ctype,
                      "%s"
                      "\r\n",
                      status, reason(status), ctype, blen, g_version, g_task,
-                     !keep                   ? "Connection: close\r\n"
+                     !keep                  ? "Connection: close\r\n"
                      : rq && rq->minor == 0 ? "Connection: keep-alive\r\n"
-                                             : "");
+                                            : "");
     if (send_all(c->fd, head, (size_t)n) < 0)
         return -1;
     if (!head_only && blen && send_all(c->fd, body, blen) < 0)
@@ -396,11 +409,9 @@ static int respond(conn *c, const request *rq, int status, const char *ctype,
     return 0;
 }
 
-static int respond_json(conn *c, const request *rq, int status,
-                        const char *json, int keep)
+static int respond_json(conn *c, const request *rq, int status, const char *json, int keep)
 {
-    return respond(c, rq, status, "application/json", json, strlen(json),
-                   keep);
+    return respond(c, rq, status, "application/json", json, strlen(json), keep);
 }
 
 /* ------------------------------------------------------------- parsing */
@@ -439,9 +450,7 @@ static int read_head(conn *c, request *rq, int first)
             return 431;
         /* Idle (no bytes of a new request yet) may be cut short by draining. */
         int idle = c->len == 0;
-        int r = fill(c, idle ? (first ? READ_TIMEOUT_MS : IDLE_TIMEOUT_MS)
-                             : READ_TIMEOUT_MS,
-                     idle);
+        int r = fill(c, idle ? (first ? READ_TIMEOUT_MS : IDLE_TIMEOUT_MS) : READ_TIMEOUT_MS, idle);
         if (r == RD_TIMEOUT && !idle)
             return 408;
         if (r != RD_OK)
@@ -459,8 +468,7 @@ static int read_head(conn *c, request *rq, int first)
     if (!sp1 || !sp2)
         return 400;
     *sp1 = '\0', *sp2 = '\0';
-    if (strlen(reqline) >= sizeof rq->method ||
-        strlen(sp1 + 1) >= sizeof rq->target)
+    if (strlen(reqline) >= sizeof rq->method || strlen(sp1 + 1) >= sizeof rq->target)
         return strlen(reqline) >= sizeof rq->method ? 501 : 431;
     strcpy(rq->method, reqline);
     strcpy(rq->target, sp1 + 1);
@@ -659,7 +667,7 @@ static void handle_ws(conn *c, request *rq)
         while (c->len == 0) {
             int w = wait_readable(c, 24 * 3600 * 1000, 1);
             if (w == RD_DRAIN) {
-                unsigned char code[2] = { 0x03, 0xE9 }; /* 1001 going away */
+                unsigned char code[2] = {0x03, 0xE9}; /* 1001 going away */
                 ws_send(c->fd, 0x8, code, 2, 1);
                 return;
             }
@@ -672,8 +680,8 @@ static void handle_ws(conn *c, request *rq)
             return;
         int fin = h[0] & 0x80, opcode = h[0] & 0x0f;
         uint64_t len = h[1] & 0x7f;
-        if (!(h[1] & 0x80)) { /* clients must mask */
-            unsigned char code[2] = { 0x03, 0xEA }; /* 1002 */
+        if (!(h[1] & 0x80)) {                     /* clients must mask */
+            unsigned char code[2] = {0x03, 0xEA}; /* 1002 */
             ws_send(c->fd, 0x8, code, 2, 1);
             return;
         }
@@ -689,7 +697,7 @@ static void handle_ws(conn *c, request *rq)
                 len = len << 8 | ext[i];
         }
         if (len > MAX_BODY) {
-            unsigned char code[2] = { 0x03, 0xF1 }; /* 1009 too big */
+            unsigned char code[2] = {0x03, 0xF1}; /* 1009 too big */
             ws_send(c->fd, 0x8, code, 2, 1);
             return;
         }
@@ -721,7 +729,7 @@ static void handle_ws(conn *c, request *rq)
         case 0xA: /* pong */
             break;
         default: {
-            unsigned char code[2] = { 0x03, 0xEA };
+            unsigned char code[2] = {0x03, 0xEA};
             ws_send(c->fd, 0x8, code, 2, 1);
             free(payload);
             return;
@@ -748,8 +756,7 @@ static int handle_sse(conn *c, request *rq)
                       "X-Demo-Version: %s\r\n"
                       "X-Demo-Task: %s\r\n"
                       "%s%s\r\n",
-                      g_version, g_task,
-                      chunked ? "Transfer-Encoding: chunked\r\n" : "",
+                      g_version, g_task, chunked ? "Transfer-Encoding: chunked\r\n" : "",
                       keep ? "" : "Connection: close\r\n");
     if (send_all(c->fd, head, (size_t)hl) < 0)
         return 0;
@@ -814,8 +821,7 @@ static int handle(conn *c, request *rq)
     } else if (!strcmp(rq->path, "/health")) {
         int bad = atomic_load(&g_fail_health);
         status = bad ? 500 : 200;
-        snprintf(json, sizeof json, "{\"status\": \"%s\"}",
-                 bad ? "failing" : "ok");
+        snprintf(json, sizeof json, "{\"status\": \"%s\"}", bad ? "failing" : "ok");
     } else if (!strcmp(rq->path, "/fail") || !strcmp(rq->path, "/recover")) {
         if (strcmp(rq->method, "POST") != 0) {
             status = 405;
@@ -823,13 +829,10 @@ static int handle(conn *c, request *rq)
         } else {
             int fail = !strcmp(rq->path, "/fail");
             atomic_store(&g_fail_health, fail);
-            snprintf(json, sizeof json, "{\"health\": \"%s\"}",
-                     fail ? "failing" : "ok");
+            snprintf(json, sizeof json, "{\"health\": \"%s\"}", fail ? "failing" : "ok");
         }
     } else if (!strcmp(rq->path, "/echo")) {
-        respond(c, rq, 200,
-                rq->content_type[0] ? rq->content_type
-                                    : "application/octet-stream",
+        respond(c, rq, 200, rq->content_type[0] ? rq->content_type : "application/octet-stream",
                 rq->body ? rq->body : "", rq->body_len, keep);
         goto done;
     } else {
@@ -886,14 +889,13 @@ static int listen_on(int family, int port)
     int rc;
     if (family == AF_INET6) {
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-                                  .sin6_port = htons((uint16_t)port),
-                                  .sin6_addr = in6addr_any };
+        struct sockaddr_in6 a = {
+            .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
         rc = bind(fd, (struct sockaddr *)&a, sizeof a);
     } else {
-        struct sockaddr_in a = { .sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)port),
-                                 .sin_addr.s_addr = htonl(INADDR_ANY) };
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_ANY)};
         rc = bind(fd, (struct sockaddr *)&a, sizeof a);
     }
     if (rc < 0 || listen(fd, 1024) < 0) {
@@ -908,19 +910,17 @@ static int healthcheck(int port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return 1;
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    struct timeval tv = { 3, 0 };
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {3, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         return 1;
-    const char req[] =
-        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    char buf[64] = { 0 };
-    if (send_all(fd, req, sizeof req - 1) < 0 ||
-        recv(fd, buf, sizeof buf - 1, 0) < 12)
+    const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    char buf[64] = {0};
+    if (send_all(fd, req, sizeof req - 1) < 0 || recv(fd, buf, sizeof buf - 1, 0) < 12)
         return 1;
     return strncmp(buf + 9, "200", 3) == 0 ? 0 : 1;
 }
@@ -970,15 +970,14 @@ int main(int argc, char **argv)
                 left = exit_at - now_ms();
             if (left <= 0)
                 break;
-            struct pollfd p = { sfd, POLLIN, 0 };
+            struct pollfd p = {sfd, POLLIN, 0};
             if (poll(&p, 1, (int)left) > 0) {
                 logmsg("signal during start delay: exiting");
                 return 0;
             }
         }
         if (exit_at && now_ms() >= exit_at) {
-            logmsg("DEMO_EXIT_AFTER=%d reached: exiting %d", exit_after,
-                   exit_code);
+            logmsg("DEMO_EXIT_AFTER=%d reached: exiting %d", exit_after, exit_code);
             return exit_code;
         }
     }
@@ -1003,9 +1002,9 @@ int main(int argc, char **argv)
     int exiting_code = -1;
     for (;;) {
         struct pollfd pfd[3];
-        pfd[0] = (struct pollfd){ sfd, POLLIN, 0 };
+        pfd[0] = (struct pollfd){sfd, POLLIN, 0};
         for (int i = 0; i < nl; i++)
-            pfd[1 + i] = (struct pollfd){ lfd[i], POLLIN, 0 };
+            pfd[1 + i] = (struct pollfd){lfd[i], POLLIN, 0};
         int timeout = -1;
         if (exit_at) {
             long long left = exit_at - now_ms();
@@ -1015,8 +1014,7 @@ int main(int argc, char **argv)
         if (r < 0 && errno != EINTR)
             break;
         if (exit_at && now_ms() >= exit_at) {
-            logmsg("DEMO_EXIT_AFTER=%d reached: exiting %d", exit_after,
-                   exit_code);
+            logmsg("DEMO_EXIT_AFTER=%d reached: exiting %d", exit_after, exit_code);
             exiting_code = exit_code;
             break;
         }
@@ -1045,11 +1043,10 @@ int main(int argc, char **argv)
             }
             c->fd = fd;
             if (ss.ss_family == AF_INET)
-                inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
-                          c->peer, sizeof c->peer);
+                inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
             else
-                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-                          c->peer, sizeof c->peer);
+                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
+                          sizeof c->peer);
             atomic_fetch_add(&g_conns, 1);
             pthread_t th;
             if (pthread_create(&th, &attr, conn_thread, c) != 0) {
@@ -1071,7 +1068,7 @@ int main(int argc, char **argv)
         int n = atomic_load(&g_conns);
         if (n == 0)
             break;
-        struct pollfd p = { sfd, POLLIN, 0 };
+        struct pollfd p = {sfd, POLLIN, 0};
         if (poll(&p, 1, 50) > 0) {
             logmsg("second signal: exiting with %d connection(s) open", n);
             break;

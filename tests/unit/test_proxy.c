@@ -92,13 +92,14 @@ static void test_client_forwarded_proto_and_port_replaced(void **state)
 static void test_hop_by_hop_removed(void **state)
 {
     struct rewritten r;
-    rewrite_request("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\n"
-                    "Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: websocket\r\n"
-                    "Proxy-Authorization: Basic x\r\nProxy-Connection: close\r\nX-Secret: 1\r\n"
-                    "Expect: 100-continue\r\nX-Kept: yes\r\n\r\n",
-                    &r, "127.0.0.1");
-    const char *gone[] = {"Connection:", "Keep-Alive", "TE:", "Trailer", "Upgrade", "Proxy-",
-                          "X-Secret", "Expect"};
+    rewrite_request(
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\n"
+        "Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: websocket\r\n"
+        "Proxy-Authorization: Basic x\r\nProxy-Connection: close\r\nX-Secret: 1\r\n"
+        "Expect: 100-continue\r\nX-Kept: yes\r\n\r\n",
+        &r, "127.0.0.1");
+    const char *gone[] = {"Connection:", "Keep-Alive", "TE:",      "Trailer",
+                          "Upgrade",     "Proxy-",     "X-Secret", "Expect"};
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
         if (strstr(r.text, gone[i]))
             fail_msg("%s was forwarded:\n%s", gone[i], r.text);
@@ -153,7 +154,8 @@ static void test_response_hop_by_hop_removed_and_close(void **state)
     rewrite_response("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: 5\r\n"
                      "X-Hop: 1\r\nContent-Length: 2\r\n\r\n",
                      WH_RESP_CLOSE, &r);
-    assert_string_equal(r.text, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+    assert_string_equal(r.text,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
 }
 
 static void test_response_dechunk_drops_transfer_encoding(void **state)
