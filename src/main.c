@@ -1,9 +1,10 @@
 /* wharfd: wires the modules together, owns signals and threads.
  *
- * The main thread is the control thread (signals now; controller, admin API
- * and health checks later). Each proxy worker runs its own event_base in its
- * own thread; the control thread talks to a worker only through the
- * worker's notification pipe. */
+ * The main thread is the control thread: signals, the configuration and its
+ * reloads, the target registry with its health checks, and the admin API
+ * (which registers each module's endpoints and metrics). Each proxy worker
+ * runs its own event_base in its own thread; the control thread talks to a
+ * worker only through the worker's notification pipe. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -23,6 +24,7 @@
 #include "wharf/lag.h"
 #include "wharf/config.h"
 #include "wharf/log.h"
+#include "wharf/obj.h"
 #include "wharf/proxy.h"
 #include "wharf/targets.h"
 
@@ -30,7 +32,12 @@
 
 /* A loaded configuration shared by the control thread and every worker;
  * freed when the last of them lets go. */
+#define WH_HOLDER_MAGIC 0x484f4c44u /* "HOLD" */
+#define WH_WORKER_MAGIC 0x574f524bu /* "WORK" */
+#define WH_DAEMON_MAGIC 0x44414d4eu /* "DAMN" */
+
 struct wh_cfg_holder {
+    unsigned magic;
     struct wh_config *cfg;
     struct wh_proxy_prep *prep; /* rules compiled, certificates loaded */
     atomic_int refs;
@@ -46,6 +53,7 @@ struct wh_worker_msg {
 };
 
 struct wh_worker {
+    unsigned magic;
     int id;
     pthread_t thread;
     struct event_base *base;
@@ -55,6 +63,7 @@ struct wh_worker {
 };
 
 struct wh_daemon {
+    unsigned magic;
     const char *path;
     struct wh_config *cfg; /* current; owned by holder */
     struct wh_cfg_holder *holder;
@@ -95,6 +104,7 @@ static struct wh_cfg_holder *holder_new(struct wh_config *cfg, int refs)
         wh_config_free(cfg);
         return NULL;
     }
+    WH_INIT_OBJ(h, WH_HOLDER_MAGIC);
     h->cfg = cfg;
     h->prep = prep;
     atomic_init(&h->refs, refs);
@@ -103,23 +113,26 @@ static struct wh_cfg_holder *holder_new(struct wh_config *cfg, int refs)
 
 static void holder_release(void *arg)
 {
-    struct wh_cfg_holder *h = arg;
+    struct wh_cfg_holder *h;
+    WH_CAST_OBJ(h, arg, WH_HOLDER_MAGIC);
     if (atomic_fetch_sub(&h->refs, 1) != 1)
         return;
     wh_proxy_prep_free(h->prep);
     wh_config_free(h->cfg);
-    free(h);
+    WH_FREE_OBJ(h);
 }
 
 static void worker_drained(void *arg)
 {
-    struct wh_worker *w = arg;
+    struct wh_worker *w;
+    WH_CAST_OBJ(w, arg, WH_WORKER_MAGIC);
     event_base_loopexit(w->base, NULL);
 }
 
 static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_worker *w = arg;
+    struct wh_worker *w;
+    WH_CAST_OBJ(w, arg, WH_WORKER_MAGIC);
     struct wh_worker_msg msg;
     while (read(fd, &msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
         if (msg.cmd == 'T')
@@ -136,7 +149,8 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
 
 static void *worker_main(void *arg)
 {
-    struct wh_worker *w = arg;
+    struct wh_worker *w;
+    WH_CAST_OBJ(w, arg, WH_WORKER_MAGIC);
     event_base_dispatch(w->base);
     return NULL;
 }
@@ -144,6 +158,7 @@ static void *worker_main(void *arg)
 static int worker_init(struct wh_daemon *d, struct wh_worker *w, int id)
 {
     char err[WH_ERR_LEN];
+    WH_INIT_OBJ(w, WH_WORKER_MAGIC);
     w->id = id;
     w->base = event_base_new();
     if (!w->base || pipe2(w->notify_fd, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -213,15 +228,19 @@ static void send_each_worker(struct wh_daemon *d, const struct wh_worker_msg *ms
 /* The registry published a group's new routable set. */
 static void publish_snapshot(void *arg, struct wh_tg_snapshot *snap)
 {
+    struct wh_daemon *d;
+    WH_CAST_OBJ(d, arg, WH_DAEMON_MAGIC);
     struct wh_worker_msg msg = {.cmd = 'S', .snap = snap};
-    send_each_worker(arg, &msg);
+    send_each_worker(d, &msg);
 }
 
 /* A draining target's delay is over: its tunnels close. */
 static void target_drained_hard(void *arg, struct wh_target *t)
 {
+    struct wh_daemon *d;
+    WH_CAST_OBJ(d, arg, WH_DAEMON_MAGIC);
     struct wh_worker_msg msg = {.cmd = 'D', .target = t};
-    send_each_worker(arg, &msg);
+    send_each_worker(d, &msg);
 }
 
 /* Registry, static targets, and each worker's first snapshots (before the
@@ -295,7 +314,8 @@ static void daemon_reload(struct wh_daemon *d)
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-    struct wh_daemon *d = arg;
+    struct wh_daemon *d;
+    WH_CAST_OBJ(d, arg, WH_DAEMON_MAGIC);
     if (sig == SIGUSR1) {
         char err[WH_ERR_LEN];
         if (d->alog && wh_access_log_reopen(d->alog, err, sizeof(err)) < 0)
@@ -315,12 +335,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 static void daemon_metrics(void *arg, struct evbuffer *out)
 {
-    struct wh_daemon *d = arg;
-    evbuffer_add_printf(out,
-                        "# HELP wharf_event_loop_lag_seconds Largest lag of the control event loop "
-                        "over the last 10 s.\n# TYPE wharf_event_loop_lag_seconds gauge\n"
-                        "wharf_event_loop_lag_seconds %.6f\n",
-                        wh_lag_max(d->lag));
+    struct wh_daemon *d;
+    WH_CAST_OBJ(d, arg, WH_DAEMON_MAGIC);
     struct wh_proxy_stats sum = {0};
     for (int i = 0; i < d->n_workers; i++) {
         struct wh_proxy_stats st;
@@ -364,9 +380,10 @@ static int start_admin(struct wh_daemon *d)
         wh_log_error("main", "%s", err);
         return -1;
     }
-    if (wh_api_add_metrics(d->api, daemon_metrics, d) < 0)
+    if (wh_api_add_metrics(d->api, wh_lag_write_metrics, d->lag) < 0 ||
+        wh_api_add_metrics(d->api, daemon_metrics, d) < 0)
         return -1;
-    return wh_targets_api_register(d->targets, d->api);
+    return wh_api_targets_register(d->api, d->targets);
 }
 
 static int resolve_workers(const struct wh_config *cfg)
@@ -487,6 +504,7 @@ int main(int argc, char **argv)
         return 2;
     }
     struct wh_daemon d = {0};
+    WH_INIT_OBJ(&d, WH_DAEMON_MAGIC);
     d.path = path;
     d.cfg = wh_config_load(path, report_config, NULL);
     if (!d.cfg)

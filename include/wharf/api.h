@@ -1,6 +1,9 @@
 /* wharf admin API: JSON over HTTP on the admin listener (libevent's evhttp,
- * loopback only), on the control thread. Modules register their routes and
- * their metrics; the API module itself knows none of them. */
+ * loopback only), on the control thread. The top floor beside main.c: it
+ * calls the read and write functions of the modules below it (targets/,
+ * proxy/, and the controller and store to come); none of them includes this
+ * header or evhttp. admin.c is the listener (token, routing, metrics
+ * registry); api_<module>.c holds each module's endpoints. */
 #ifndef WHARF_API_H
 #define WHARF_API_H
 
@@ -11,6 +14,7 @@ struct evbuffer;
 struct evhttp_request;
 struct wh_cfg_admin;
 struct wh_api;
+struct wh_targets;
 
 /* New admin listener per cfg (borrowed for the call). Reads the token file.
  * Returns NULL with err set. */
@@ -32,5 +36,13 @@ void wh_api_reply_json(struct evhttp_request *req, int status, char *json);
 /* Answer {"error": {"code": code, "message": message}}. */
 void wh_api_reply_error(struct evhttp_request *req, int status, const char *code,
                         const char *message);
+
+/* The target groups' endpoints and metrics (api_targets.c):
+ *   GET    /v1/target-groups[/{name}[/targets]]
+ *   POST   /v1/target-groups/{name}/targets         {"address", "weight"}
+ *   DELETE /v1/target-groups/{name}/targets/{addr}
+ * and wh_targets_write_metrics on /metrics. reg is borrowed and must
+ * outlive api (free api first). Returns 0 or -1. */
+int wh_api_targets_register(struct wh_api *api, struct wh_targets *reg);
 
 #endif

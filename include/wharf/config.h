@@ -17,17 +17,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "wharf/addr.h"
+#include "wharf/log.h"
+
 #define WH_NAME_MAX 64
-
-/* A resolved socket address plus its text form as the user wrote it
- * resolved ("127.0.0.1:9001", "[::1]:8080"). */
-struct wh_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[64];
-};
-
-enum wh_log_level { WH_LOG_ERROR = 0, WH_LOG_WARN, WH_LOG_INFO, WH_LOG_DEBUG };
 
 struct wh_cfg_log {
     enum wh_log_level level;
@@ -322,23 +315,5 @@ const struct wh_cfg_target_group *wh_config_group(const struct wh_config *cfg, c
 const struct wh_cfg_listener *wh_config_listener(const struct wh_config *cfg, const char *name);
 const struct wh_cfg_host *wh_config_host(const struct wh_config *cfg, const char *id);
 const struct wh_cfg_service *wh_config_service(const struct wh_config *cfg, const char *name);
-
-/* An IP range: "192.0.2.0/24" or "2001:db8::/32" (source_ip conditions). */
-struct wh_cidr {
-    int family; /* AF_INET or AF_INET6 */
-    unsigned bits;
-    unsigned char addr[16]; /* only the first `bits` count; host bits are kept as written */
-};
-
-/* Parse text ("ADDR/BITS", BITS without leading zeros). Returns 0, or -1
- * when it is not a CIDR block. */
-int wh_cidr_parse(const char *text, struct wh_cidr *out);
-
-/* Parse "1.2.3.4:80", "[::1]:80" or "name:80" (resolved with getaddrinfo,
- * blocking; the first address the resolver gives wins). The port must be
- * 1-65535; "0.0.0.0:PORT" and "[::]:PORT" name every address. out->text is
- * the numeric form ("127.0.0.1:80", "[::1]:80"). Returns 0, or -1 with a
- * message in err. */
-int wh_addr_parse(const char *text, struct wh_addr *out, char *err, size_t errlen);
 
 #endif

@@ -12,4 +12,9 @@ void wh_lag_free(struct wh_lag *l);
 /* Largest lag in seconds seen over the last 10 s (call on base's thread). */
 double wh_lag_max(const struct wh_lag *l);
 
+struct evbuffer;
+/* Append wharf_event_loop_lag_seconds (HELP, TYPE and value) to out. The
+ * signature fits the admin API's metrics callbacks: arg is the wh_lag. */
+void wh_lag_write_metrics(void *lag, struct evbuffer *out);
+
 #endif

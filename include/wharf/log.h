@@ -3,7 +3,7 @@
 #ifndef WHARF_LOG_H
 #define WHARF_LOG_H
 
-#include "wharf/config.h"
+enum wh_log_level { WH_LOG_ERROR = 0, WH_LOG_WARN, WH_LOG_INFO, WH_LOG_DEBUG };
 
 void wh_log_set_level(enum wh_log_level level);
 enum wh_log_level wh_log_get_level(void);

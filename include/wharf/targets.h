@@ -50,7 +50,6 @@
 #include "wharf/config.h"
 
 struct event_base;
-struct wh_api;
 struct wh_targets;
 
 enum wh_target_state {
@@ -230,13 +229,30 @@ void wh_targets_on_drained_hard(struct wh_targets *reg, wh_targets_drained_fn fn
 int wh_targets_set_groups(struct wh_targets *reg, const struct wh_config *cfg, char *err,
                           size_t errlen);
 
+/* What the registry's writers return: 0, or one of these (negative), each
+ * with a message in err where the function takes one. */
+enum wh_targets_error {
+    WH_TARGETS_OK = 0,
+    WH_TARGETS_NO_GROUP = -1,    /* no such target group */
+    WH_TARGETS_NO_TARGET = -2,   /* no such target in the group */
+    WH_TARGETS_BAD_ADDRESS = -3, /* not a numeric IP:port / [IPv6]:port, or unspecified */
+    WH_TARGETS_BAD_WEIGHT = -4,  /* not 1..999 */
+    WH_TARGETS_BAD_SOURCE = -5,  /* missing, or WH_TARGET_SOURCE_MAX bytes or more */
+    WH_TARGETS_EXISTS = -6,      /* registered and not draining */
+    WH_TARGETS_DRAINING = -7,    /* the target is draining */
+    WH_TARGETS_NO_MEMORY = -8,
+};
+
+/* "no_group", "no_target", "bad_address", ... ("ok" for 0). */
+const char *wh_targets_error_name(int rc);
+
 /* Register addr_text ("IP:port" or "[v6]:port", numeric only: nothing
  * blocks) in group with weight 1..999. source is copied. A target starts
  * `initial` and is checked at once (healthy after one pass), or starts
  * `healthy` in a group without health checks. Returns 0, or with err set:
- * -ENOENT no such group, -EINVAL bad address or weight, -EEXIST a target
- * with this address is registered and not draining, -ENOMEM. A draining
- * target with the same address keeps draining beside the new one. */
+ * NO_GROUP, BAD_ADDRESS, BAD_WEIGHT, BAD_SOURCE, EXISTS (a target with this
+ * address is registered and not draining), NO_MEMORY. A draining target with
+ * the same address keeps draining beside the new one. */
 int wh_targets_register(struct wh_targets *reg, const char *group, const char *addr_text,
                         int weight, const char *source, char *err, size_t errlen);
 /* The same with an address already resolved (static targets, tasks). */
@@ -244,14 +260,14 @@ int wh_targets_register_addr(struct wh_targets *reg, const char *group, const st
                              int weight, const char *source, char *err, size_t errlen);
 
 /* Deregister (drain) the target with this address. Returns 0 (also when it
- * was draining already), -ENOENT no such group or target, -EINVAL bad
- * address. */
+ * was draining already), NO_GROUP, NO_TARGET or BAD_ADDRESS. */
 int wh_targets_deregister(struct wh_targets *reg, const char *group, const char *addr_text);
 
 /* Set a target's health from outside the checks (the controller: a task that
  * exited is unhealthy at once). healthy = 0 with reason (copied, "" = none)
  * makes it unhealthy; 1 makes it healthy. Active checks, if any, go on from
- * there with their thresholds. Returns 0, -ENOENT, or -EINVAL (draining). */
+ * there with their thresholds. Returns 0, NO_GROUP, NO_TARGET, BAD_ADDRESS or
+ * DRAINING. */
 int wh_targets_set_health(struct wh_targets *reg, const char *group, const char *addr_text,
                           int healthy, const char *reason);
 
@@ -264,21 +280,35 @@ struct wh_target *wh_targets_find(struct wh_targets *reg, const char *group, con
  * reference for the caller; NULL for an unknown group. */
 struct wh_tg_snapshot *wh_targets_snapshot(struct wh_targets *reg, const char *group);
 
+/* ---- read-only queries (control thread) ---- */
+
+/* What a visitor sees of a group. Borrowed for the call. */
+struct wh_targets_group_info {
+    const char *name;
+    enum wh_algorithm algorithm;
+    double slow_start; /* seconds; 0 = off */
+};
+
 /* Visit groups (in configuration order) and their targets (registration
- * order, draining ones included). Pointers are borrowed for the call. */
-typedef void (*wh_targets_group_fn)(void *arg, const char *group, enum wh_algorithm algorithm);
+ * order, draining ones included); group NULL = every group. Pointers are
+ * borrowed for the call. Returns how many groups were visited. */
+typedef void (*wh_targets_group_fn)(void *arg, const struct wh_targets_group_info *group);
 typedef void (*wh_targets_target_fn)(void *arg, const struct wh_target *t);
-void wh_targets_foreach(struct wh_targets *reg, const char *group, wh_targets_group_fn gfn,
-                        wh_targets_target_fn tfn, void *arg);
+int wh_targets_foreach(struct wh_targets *reg, const char *group, wh_targets_group_fn gfn,
+                       wh_targets_target_fn tfn, void *arg);
 
-/* ---- the admin API (src/targets/targets_api.c) ---- */
+/* Is there a target group of this name (in the file, or leaving it with
+ * targets still draining)? */
+int wh_targets_has_group(struct wh_targets *reg, const char *group);
 
-/* Routes GET /v1/target-groups[/{name}], POST /v1/target-groups/{name}/targets,
- * DELETE /v1/target-groups/{name}/targets/{addr} and adds the metrics
+/* Seconds left of t's slow start; 0 at full share (or t not healthy). */
+double wh_targets_slow_start_remaining(struct wh_targets *reg, const struct wh_target *t);
+
+struct evbuffer;
+/* Append the registry's Prometheus text (every name prefixed wharf_):
  * wharf_targets, wharf_target_state_changes_total, wharf_target_fail_open_total,
  * wharf_target_fail_open_requests_total, wharf_target_group_responses_total,
- * wharf_health_checks_total and wharf_health_check_duration_seconds. Free api
- * before reg. Returns 0 or -1. */
-int wh_targets_api_register(struct wh_targets *reg, struct wh_api *api);
+ * wharf_health_checks_total and wharf_health_check_duration_seconds. */
+void wh_targets_write_metrics(struct wh_targets *reg, struct evbuffer *out);
 
 #endif

@@ -13,6 +13,7 @@
 #include "wharf/api.h"
 #include "wharf/config.h"
 #include "wharf/log.h"
+#include "wharf/obj.h"
 
 #define WH_API_MAX_ROUTES 32
 #define WH_API_MAX_METRICS 16
@@ -29,7 +30,10 @@ struct api_metrics {
     void *arg;
 };
 
+#define WH_API_MAGIC 0x41504931u /* "API1" */
+
 struct wh_api {
+    unsigned magic;
     struct evhttp *http;
     char token[WH_TOKEN_MAX];
     int metrics_public;
@@ -128,7 +132,8 @@ static const struct api_route *find_route(const struct wh_api *api, const char *
 
 static void dispatch(struct evhttp_request *req, void *arg)
 {
-    struct wh_api *api = arg;
+    struct wh_api *api;
+    WH_CAST_OBJ(api, arg, WH_API_MAGIC);
     const char *uri = evhttp_request_get_uri(req);
     char path[1024];
     size_t n = strcspn(uri, "?");
@@ -173,6 +178,7 @@ struct wh_api *wh_api_new(struct event_base *base, const struct wh_cfg_admin *cf
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    WH_INIT_OBJ(api, WH_API_MAGIC);
     api->metrics_public = cfg->metrics_public;
     if (read_token(cfg->token_file, api->token, err, errlen) < 0)
         goto fail;
@@ -205,7 +211,7 @@ void wh_api_free(struct wh_api *api)
         return;
     if (api->http)
         evhttp_free(api->http);
-    free(api);
+    WH_FREE_OBJ(api);
 }
 
 int wh_api_add_metrics(struct wh_api *api, wh_api_metrics_fn fn, void *arg)

@@ -181,7 +181,4 @@ void cfg_state_reset(struct cfg_ctx *c, struct wh_config *cfg); /* back to the d
  * off (they are dropped from c->cfg), errors for keys whose feature is off. */
 void cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root);
 
-int cfg_addr_equal(const struct wh_addr *a, const struct wh_addr *b);
-int cfg_addr_is_loopback(const struct wh_addr *a);
-
 #endif

@@ -395,13 +395,13 @@ void cfg_admin_parse(struct cfg_ctx *c, const config_setting_t *s)
     a->enabled = 1;
     if (!a->bind.len)
         return;
-    if (!cfg_addr_is_loopback(&a->bind))
+    if (!wh_addr_is_loopback(&a->bind))
         cfg_error(c, s, "bind",
                   "%s: the admin listener must bind a loopback address "
                   "(127.0.0.1 or [::1]) until admin TLS exists",
                   a->bind.text);
     for (size_t i = 0; i < c->cfg->n_listeners; i++)
-        if (cfg_addr_equal(&c->cfg->listeners[i].bind, &a->bind))
+        if (wh_addr_equal(&c->cfg->listeners[i].bind, &a->bind))
             cfg_error(c, s, "bind", "%s is already bound by listener \"%s\" (line %d)",
                       a->bind.text, c->cfg->listeners[i].name, c->cfg->listeners[i].line);
 }

@@ -124,7 +124,7 @@ static void parse_targets(struct cfg_ctx *c, const config_setting_t *s,
             continue;
         const struct wh_cfg_target *dup = NULL;
         for (size_t k = 0; k < g->n_targets && !dup; k++)
-            if (cfg_addr_equal(&g->targets[k].addr, &t->addr))
+            if (wh_addr_equal(&g->targets[k].addr, &t->addr))
                 dup = &g->targets[k];
         if (dup)
             cfg_error(c, e, NULL, "duplicate target %s (also at line %d)", t->addr.text, dup->line);

@@ -366,7 +366,7 @@ static void check_unique(struct cfg_ctx *c, const config_setting_t *s,
         if (l->name[0] && strcmp(o->name, l->name) == 0)
             cfg_error(c, s, "name", "duplicate listener name \"%s\" (first at line %d)", l->name,
                       o->line);
-        if (l->bind.len && cfg_addr_equal(&o->bind, &l->bind))
+        if (l->bind.len && wh_addr_equal(&o->bind, &l->bind))
             cfg_error(c, s, "bind", "%s is already bound by listener \"%s\" (line %d)",
                       l->bind.text, o->name, o->line);
     }

@@ -587,27 +587,6 @@ void cfg_format_size(uint64_t v, char *buf, size_t len)
 
 /* ---- validators ---- */
 
-int wh_cidr_parse(const char *text, struct wh_cidr *out)
-{
-    char addr[INET6_ADDRSTRLEN + 8];
-    const char *slash = strchr(text, '/');
-    if (!slash || (size_t)(slash - text) >= sizeof(addr) || !slash[1])
-        return -1;
-    memcpy(addr, text, (size_t)(slash - text));
-    addr[slash - text] = '\0';
-    out->family = strchr(addr, ':') ? AF_INET6 : AF_INET;
-    unsigned max = out->family == AF_INET6 ? 128 : 32, bits = 0;
-    if (inet_pton(out->family, addr, out->addr) != 1)
-        return -1;
-    for (const char *p = slash + 1; *p; p++)
-        if (!isdigit((unsigned char)*p) || (bits = bits * 10 + (unsigned)(*p - '0')) > max)
-            return -1;
-    if (slash[1] == '0' && slash[2])
-        return -1; /* "/024" */
-    out->bits = bits;
-    return 0;
-}
-
 int cfg_check_cidr(const char *v, char *err, size_t errlen)
 {
     struct wh_cidr c;

@@ -17,6 +17,7 @@
 
 #include "targets/targets-int.h"
 #include "wharf/http.h"
+#include "wharf/obj.h"
 
 const double wh_hc_duration_bounds[WH_HC_DURATION_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
@@ -83,7 +84,10 @@ double wh_hc_phase(uint64_t id, double interval)
     return interval * (x - floor(x));
 }
 
+#define WH_HC_CHECK_MAGIC 0x48434b31u /* "HCK1" */
+
 struct wh_hc_check {
+    unsigned magic;
     struct wh_tg_target *t;
     struct bufferevent *bev;
     struct wh_http_parser parser;
@@ -148,7 +152,7 @@ static void check_free(struct wh_hc_check *c)
     if (c->bev)
         bufferevent_free(c->bev); /* closes the socket */
     wh_http_msg_free(&c->msg);
-    free(c);
+    WH_FREE_OBJ(c);
 }
 
 void wh_hc_stop(struct wh_tg_target *t)
@@ -208,7 +212,8 @@ static void finish_errno(struct wh_hc_check *c, int e, const char *when)
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
-    struct wh_hc_check *c = arg;
+    struct wh_hc_check *c;
+    WH_CAST_OBJ(c, arg, WH_HC_CHECK_MAGIC);
     struct evbuffer *in = bufferevent_get_input(bev);
     char desc[WH_TARGET_DESC_MAX];
     for (;;) {
@@ -240,7 +245,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    struct wh_hc_check *c = arg;
+    struct wh_hc_check *c;
+    WH_CAST_OBJ(c, arg, WH_HC_CHECK_MAGIC);
     if (what & BEV_EVENT_CONNECTED) {
         c->connected = 1;
         return;
@@ -296,6 +302,7 @@ static void begin(struct wh_tg_target *t)
         arm(t, t->next_check - now);
         return;
     }
+    WH_INIT_OBJ(c, WH_HC_CHECK_MAGIC);
     c->t = t;
     c->started = wh_tg_now(t->reg);
     wh_http_parser_init(&c->parser, WH_HTTP_RESPONSE, WH_HC_MAX_HEAD);
@@ -330,6 +337,7 @@ static void begin(struct wh_tg_target *t)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wh_tg_target *t = arg;
+    WH_CHECK_OBJ(&t->pub, WH_TARGET_MAGIC);
     if (t->check) {
         char desc[WH_TARGET_DESC_MAX];
         snprintf(desc, sizeof(desc), "no response within %g s", t->group->hc.timeout);

@@ -6,11 +6,11 @@
 
 #include "targets/targets-int.h"
 #include "wharf/log.h"
+#include "wharf/obj.h"
 
 void wh_tg_snapshot_ref(struct wh_tg_snapshot *s)
 {
-    if (s->magic != WH_SNAPSHOT_MAGIC)
-        abort();
+    WH_CHECK_OBJ(s, WH_SNAPSHOT_MAGIC);
     atomic_fetch_add(&s->refs, 1);
 }
 
@@ -18,8 +18,7 @@ void wh_tg_snapshot_unref(struct wh_tg_snapshot *s)
 {
     if (!s)
         return;
-    if (s->magic != WH_SNAPSHOT_MAGIC)
-        abort();
+    WH_CHECK_OBJ(s, WH_SNAPSHOT_MAGIC);
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     for (size_t i = 0; i < s->n; i++) {
@@ -27,8 +26,7 @@ void wh_tg_snapshot_unref(struct wh_tg_snapshot *s)
         atomic_fetch_sub(&t->snapshots, 1);
         wh_target_unref(t);
     }
-    s->magic = 0;
-    free(s);
+    WH_FREE_OBJ(s);
 }
 
 static int routable(const struct wh_tg_target *t, int fail_open)
@@ -56,7 +54,7 @@ static struct wh_tg_snapshot *build(struct wh_tg_group *g)
     struct wh_tg_snapshot *s = calloc(1, sizeof(*s) + n * sizeof(s->members[0]));
     if (!s)
         return NULL;
-    s->magic = WH_SNAPSHOT_MAGIC;
+    WH_INIT_OBJ(s, WH_SNAPSHOT_MAGIC);
     atomic_init(&s->refs, 1);
     memcpy(s->group, g->name, sizeof(s->group));
     s->algorithm = g->algorithm;

@@ -10,6 +10,7 @@
 
 #include "targets/targets-int.h"
 #include "wharf/log.h"
+#include "wharf/obj.h"
 
 static const char *const state_names[] = {"initial", "healthy", "unhealthy", "draining", "unused"};
 
@@ -20,8 +21,7 @@ const char *wh_target_state_name(enum wh_target_state s)
 
 void wh_target_ref(struct wh_target *t)
 {
-    if (t->magic != WH_TARGET_MAGIC)
-        abort();
+    WH_CHECK_OBJ(t, WH_TARGET_MAGIC);
     atomic_fetch_add(&t->refs, 1);
 }
 
@@ -29,8 +29,7 @@ void wh_target_unref(struct wh_target *t)
 {
     if (!t)
         return;
-    if (t->magic != WH_TARGET_MAGIC)
-        abort();
+    WH_CHECK_OBJ(t, WH_TARGET_MAGIC);
     if (atomic_fetch_sub(&t->refs, 1) != 1)
         return;
     t->magic = 0;
@@ -263,7 +262,8 @@ void wh_tg_sweep(struct wh_targets *reg, double now)
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_targets *reg = arg;
+    struct wh_targets *reg;
+    WH_CAST_OBJ(reg, arg, WH_TARGETS_MAGIC);
     wh_tg_sweep(reg, wh_tg_now(reg));
 }
 
@@ -271,7 +271,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_targets *reg = arg;
+    struct wh_targets *reg;
+    WH_CAST_OBJ(reg, arg, WH_TARGETS_MAGIC);
     reg->flush_pending = 0;
     wh_tg_flush(reg);
 }
@@ -282,7 +283,7 @@ struct wh_targets *wh_targets_new(struct event_base *base, wh_targets_publish_fn
     struct wh_targets *reg = calloc(1, sizeof(*reg));
     if (!reg)
         return NULL;
-    reg->magic = WH_TARGETS_MAGIC;
+    WH_INIT_OBJ(reg, WH_TARGETS_MAGIC);
     reg->base = base;
     reg->publish = publish;
     reg->publish_arg = arg;
@@ -313,8 +314,7 @@ void wh_targets_free(struct wh_targets *reg)
 {
     if (!reg)
         return;
-    if (reg->magic != WH_TARGETS_MAGIC)
-        abort();
+    WH_CHECK_OBJ(reg, WH_TARGETS_MAGIC);
     struct wh_tg_group *g;
     while ((g = TAILQ_FIRST(&reg->groups))) {
         TAILQ_REMOVE(&reg->groups, g, link);
@@ -324,8 +324,7 @@ void wh_targets_free(struct wh_targets *reg)
         event_free(reg->sweep);
     if (reg->flush)
         event_free(reg->flush);
-    reg->magic = 0;
-    free(reg);
+    WH_FREE_OBJ(reg);
 }
 
 int wh_targets_subscribe(struct wh_targets *reg, wh_targets_event_fn fn, void *arg)
@@ -377,7 +376,7 @@ static struct wh_tg_target *target_new(struct wh_targets *reg, struct wh_tg_grou
     struct wh_tg_target *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    t->pub.magic = WH_TARGET_MAGIC;
+    WH_INIT_OBJ(&t->pub, WH_TARGET_MAGIC);
     t->pub.id = ++reg->next_id;
     t->pub.addr = *addr;
     copy_str(t->pub.group, sizeof(t->pub.group), g->name);
@@ -402,28 +401,28 @@ int wh_targets_register_addr(struct wh_targets *reg, const char *group, const st
     struct wh_tg_group *g = wh_tg_group_find(reg, group);
     if (!g || !g->in_config) {
         snprintf(err, errlen, "no target group named \"%s\"", group);
-        return -ENOENT;
+        return WH_TARGETS_NO_GROUP;
     }
     if (weight < 1 || weight > 999) {
         snprintf(err, errlen, "weight %d is out of range: use 1 to 999", weight);
-        return -EINVAL;
+        return WH_TARGETS_BAD_WEIGHT;
     }
     if (is_unspecified(addr)) {
         snprintf(err, errlen, "%s is not a target address: name one host", addr->text);
-        return -EINVAL;
+        return WH_TARGETS_BAD_ADDRESS;
     }
     if (!source || strlen(source) >= WH_TARGET_SOURCE_MAX) {
         snprintf(err, errlen, "the source must be a name under %d bytes", WH_TARGET_SOURCE_MAX);
-        return -EINVAL;
+        return WH_TARGETS_BAD_SOURCE;
     }
     if (wh_tg_find_live(g, addr->text)) {
         snprintf(err, errlen, "%s is already registered in target group \"%s\"", addr->text, group);
-        return -EEXIST;
+        return WH_TARGETS_EXISTS;
     }
     struct wh_tg_target *t = target_new(reg, g, addr, weight, source);
     if (!t) {
         snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+        return WH_TARGETS_NO_MEMORY;
     }
     TAILQ_INSERT_TAIL(&g->targets, t, link);
     g->n_targets++;
@@ -469,10 +468,10 @@ int wh_targets_register(struct wh_targets *reg, const char *group, const char *a
     struct wh_addr a;
     if (!wh_tg_group_find(reg, group)) {
         snprintf(err, errlen, "no target group named \"%s\"", group);
-        return -ENOENT;
+        return WH_TARGETS_NO_GROUP;
     }
     if (parse_numeric(addr_text, &a, err, errlen) < 0)
-        return -EINVAL;
+        return WH_TARGETS_BAD_ADDRESS;
     return wh_targets_register_addr(reg, group, &a, weight, source, err, errlen);
 }
 
@@ -494,13 +493,14 @@ static struct wh_tg_target *lookup(struct wh_targets *reg, const char *group, co
     struct wh_tg_group *g = wh_tg_group_find(reg, group);
     struct wh_addr a;
     char err[WH_ERR_LEN];
-    *rc = -ENOENT;
+    *rc = WH_TARGETS_NO_GROUP;
     if (!g)
         return NULL;
     if (parse_numeric(addr_text, &a, err, sizeof(err)) < 0) {
-        *rc = -EINVAL;
+        *rc = WH_TARGETS_BAD_ADDRESS;
         return NULL;
     }
+    *rc = WH_TARGETS_NO_TARGET;
     struct wh_tg_target *t = wh_tg_find_live(g, a.text);
     if (!t)
         TAILQ_FOREACH(t, &g->targets, link)
@@ -538,7 +538,7 @@ int wh_targets_set_health(struct wh_targets *reg, const char *group, const char 
     if (!t)
         return rc;
     if (t->draining)
-        return -EINVAL;
+        return WH_TARGETS_DRAINING;
     t->passes = t->fails = 0;
     t->verdict = healthy ? WH_TARGET_HEALTHY : WH_TARGET_UNHEALTHY;
     copy_str(t->vreason, sizeof(t->vreason), healthy ? "" : reason);
@@ -547,19 +547,45 @@ int wh_targets_set_health(struct wh_targets *reg, const char *group, const char 
     return 0;
 }
 
-void wh_targets_foreach(struct wh_targets *reg, const char *group, wh_targets_group_fn gfn,
-                        wh_targets_target_fn tfn, void *arg)
+int wh_targets_foreach(struct wh_targets *reg, const char *group, wh_targets_group_fn gfn,
+                       wh_targets_target_fn tfn, void *arg)
 {
     struct wh_tg_group *g;
+    int n = 0;
     TAILQ_FOREACH(g, &reg->groups, link)
     {
         if ((group && strcmp(group, g->name) != 0) || (!g->in_config && g->n_targets == 0))
             continue;
+        n++;
+        struct wh_targets_group_info info = {g->name, g->algorithm, g->slow_start};
         if (gfn)
-            gfn(arg, g->name, g->algorithm);
+            gfn(arg, &info);
         struct wh_tg_target *t;
         if (tfn)
             TAILQ_FOREACH(t, &g->targets, link)
         tfn(arg, &t->pub);
     }
+    return n;
+}
+
+int wh_targets_has_group(struct wh_targets *reg, const char *group)
+{
+    return wh_tg_group_find(reg, group) != NULL;
+}
+
+double wh_targets_slow_start_remaining(struct wh_targets *reg, const struct wh_target *t)
+{
+    const struct wh_tg_target *tt = wh_tg_of((struct wh_target *)t);
+    if (tt->slow_start_begin <= 0 || tt->pub.state != WH_TARGET_HEALTHY)
+        return 0;
+    double left = tt->slow_start_begin + tt->group->slow_start - wh_tg_now(reg);
+    return left > 0 ? left : 0;
+}
+
+const char *wh_targets_error_name(int rc)
+{
+    static const char *const names[] = {"ok",          "no_group",   "no_target",
+                                        "bad_address", "bad_weight", "bad_source",
+                                        "exists",      "draining",   "no_memory"};
+    return rc <= 0 && -rc < (int)(sizeof(names) / sizeof(names[0])) ? names[-rc] : "?";
 }

@@ -1,6 +1,6 @@
 """Target registry and active health checks with real upstream servers.
 
-The registry runs on a control loop in tests/targets/wh-health-test, which
+The registry runs on a control loop in tests/drivers/wh-health-driver, which
 prints every state change and every published snapshot as JSON lines and
 takes commands on stdin (register, deregister, reload, hold/release a
 worker's request, passive counters, stats with loop lag and CPU time).
@@ -20,7 +20,7 @@ import pytest
 
 from wharf_proxy_harness import BUILD_DIR, CLOSE, HANG, LOOPBACK, RESET, Raw, Response, free_port
 
-HEALTH_TEST = BUILD_DIR / "tests" / "targets" / "wh-health-test"
+HEALTH_TEST = BUILD_DIR / "tests" / "drivers" / "wh-health-driver"
 TOKEN = "health-test-token"
 SLACK = 0.3  # scheduling slack on top of the documented bounds (seconds)
 
@@ -83,7 +83,7 @@ class HealthTester:
                          threading.Thread(target=self._read_err, daemon=True)]
         for t in self._threads:
             t.start()
-        self.ready = self.wait_for(lambda o: o["type"] == "ready", 10, "wh-health-test never got ready")
+        self.ready = self.wait_for(lambda o: o["type"] == "ready", 10, "wh-health-driver never got ready")
 
     def _read_out(self):
         for line in self.proc.stdout:
@@ -160,11 +160,11 @@ class HealthTester:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                problems.append("wh-health-test did not quit within 10 s")
+                problems.append("wh-health-driver did not quit within 10 s")
         for t in self._threads:
             t.join(timeout=5)
         if self.proc.returncode != 0:
-            problems.append("wh-health-test exited with %s" % self.proc.returncode)
+            problems.append("wh-health-driver exited with %s" % self.proc.returncode)
         if any("Sanitizer" in line for line in self.stderr):
             problems.append("sanitizer report:\n" + "".join(self.stderr[-60:]))
         return problems
@@ -174,7 +174,7 @@ class HealthTester:
 def health(tmp_path):
     """Factory: health(config_text) -> a running HealthTester."""
     if not HEALTH_TEST.is_file():
-        pytest.fail("wh-health-test not found at %s: build it (make) or set WHARF_BUILD_DIR" % HEALTH_TEST,
+        pytest.fail("wh-health-driver not found at %s: build it (make) or set WHARF_BUILD_DIR" % HEALTH_TEST,
                     pytrace=False)
     made = []
 

@@ -158,6 +158,64 @@ static void reg(struct fx *f, const char *addr)
     "target_groups = ( { name = \"web\"; deregistration_delay = 5;\n"                              \
     "  targets = ( " targets " ); } );\n"
 
+/* ---- read-only queries ---- */
+
+struct visit {
+    char groups[4][WH_NAME_MAX];
+    enum wh_algorithm algo[4];
+    double slow_start[4];
+    int n_groups, n_targets;
+};
+
+static void visit_group(void *arg, const struct wh_targets_group_info *g)
+{
+    struct visit *v = arg;
+    assert_true(v->n_groups < 4);
+    snprintf(v->groups[v->n_groups], WH_NAME_MAX, "%s", g->name);
+    v->algo[v->n_groups] = g->algorithm;
+    v->slow_start[v->n_groups++] = g->slow_start;
+}
+
+static void visit_target(void *arg, const struct wh_target *t)
+{
+    ((struct visit *)arg)->n_targets++;
+}
+
+static void test_queries(void **state)
+{
+    struct fx *f = fx_new("target_groups = ( { name = \"web\"; slow_start = 30;\n"
+                          "  algorithm = \"least_outstanding_requests\";\n"
+                          "  targets = ( \"10.0.0.1:80\", \"10.0.0.2:80\" ); },\n"
+                          "  { name = \"api\"; } );\n",
+                          1);
+    struct visit v = {0};
+    assert_int_equal(wh_targets_foreach(f->reg, NULL, visit_group, visit_target, &v), 2);
+    assert_int_equal(v.n_groups, 2);
+    assert_string_equal(v.groups[0], "web");
+    assert_string_equal(v.groups[1], "api");
+    assert_int_equal(v.algo[0], WH_ALGO_LEAST_OUTSTANDING);
+    assert_true(v.slow_start[0] == 30 && v.slow_start[1] == 0);
+    assert_int_equal(v.n_targets, 2);
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(wh_targets_foreach(f->reg, "api", visit_group, visit_target, &v), 1);
+    assert_int_equal(v.n_targets, 0);
+    assert_int_equal(wh_targets_foreach(f->reg, "nope", visit_group, visit_target, &v), 0);
+    assert_true(wh_targets_has_group(f->reg, "web") && wh_targets_has_group(f->reg, "api"));
+    assert_false(wh_targets_has_group(f->reg, "nope"));
+    /* Targets of the file start at full share: nothing left to ramp. */
+    assert_true(wh_targets_slow_start_remaining(f->reg, &T(f, "web", "10.0.0.1:80")->pub) == 0);
+    f->now += 1; /* a newcomer to a group already serving ramps */
+    reg(f, "10.0.0.3:80");
+    f->now += 10;
+    double left = wh_targets_slow_start_remaining(f->reg, &T(f, "web", "10.0.0.3:80")->pub);
+    assert_true(left > 19.9 && left < 20.1);
+    assert_string_equal(wh_targets_error_name(WH_TARGETS_OK), "ok");
+    assert_string_equal(wh_targets_error_name(WH_TARGETS_BAD_WEIGHT), "bad_weight");
+    assert_string_equal(wh_targets_error_name(WH_TARGETS_NO_MEMORY), "no_memory");
+    assert_string_equal(wh_targets_error_name(-42), "?");
+    fx_free(f);
+}
+
 /* ---- matcher and phase ---- */
 
 static void test_matcher(void **state)
@@ -272,7 +330,8 @@ static void test_group_without_checks_is_healthy(void **state)
     assert_string_equal(t->pub.reason, "task_stopped");
     assert_int_equal(wh_targets_set_health(f->reg, "web", "10.0.0.1:80", 1, NULL), 0);
     assert_int_equal(t->pub.state, WH_TARGET_HEALTHY);
-    assert_int_equal(wh_targets_set_health(f->reg, "web", "10.0.0.9:80", 1, NULL), -ENOENT);
+    assert_int_equal(wh_targets_set_health(f->reg, "web", "10.0.0.9:80", 1, NULL),
+                     WH_TARGETS_NO_TARGET);
     fx_free(f);
 }
 
@@ -281,23 +340,39 @@ static void test_register_errors(void **state)
     struct fx *f = fx_new(PLAIN_GROUP("\"10.0.0.1:80\""), 1);
     char err[WH_ERR_LEN];
     struct wh_targets *r = f->reg;
-    assert_int_equal(wh_targets_register(r, "nope", "10.0.0.2:80", 1, "api", err, 256), -ENOENT);
+    assert_int_equal(wh_targets_register(r, "nope", "10.0.0.2:80", 1, "api", err, 256),
+                     WH_TARGETS_NO_GROUP);
     const char *bad[] = {"localhost:80", "10.0.0.2",  "10.0.0.2:0", "10.0.0.2:70000", "::1:80",
                          "[::1]",        "[nope]:80", "0.0.0.0:80", "[::]:80",        ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(wh_targets_register(r, "web", bad[i], 1, "api", err, 256), -EINVAL);
-    assert_int_equal(wh_targets_register(r, "web", "10.0.0.2:80", 0, "api", err, 256), -EINVAL);
-    assert_int_equal(wh_targets_register(r, "web", "10.0.0.2:80", 1000, "api", err, 256), -EINVAL);
-    assert_int_equal(wh_targets_register(r, "web", "10.0.0.1:80", 1, "api", err, 256), -EEXIST);
+        assert_int_equal(wh_targets_register(r, "web", bad[i], 1, "api", err, 256),
+                         WH_TARGETS_BAD_ADDRESS);
+    assert_int_equal(wh_targets_register(r, "web", "10.0.0.2:80", 0, "api", err, 256),
+                     WH_TARGETS_BAD_WEIGHT);
+    assert_int_equal(wh_targets_register(r, "web", "10.0.0.2:80", 1000, "api", err, 256),
+                     WH_TARGETS_BAD_WEIGHT);
+    assert_int_equal(wh_targets_register(r, "web", "10.0.0.1:80", 1, "api", err, 256),
+                     WH_TARGETS_EXISTS);
     assert_int_equal(wh_targets_register(r, "web", "[::1]:8080", 2, "api", err, 256), 0);
-    assert_int_equal(wh_targets_register(r, "web", "[0:0::1]:8080", 2, "api", err, 256), -EEXIST);
+    assert_int_equal(wh_targets_register(r, "web", "[0:0::1]:8080", 2, "api", err, 256),
+                     WH_TARGETS_EXISTS);
     assert_non_null(wh_targets_find(r, "web", "[::1]:8080"));
-    assert_int_equal(wh_targets_deregister(r, "web", "10.0.0.7:80"), -ENOENT);
-    assert_int_equal(wh_targets_deregister(r, "nope", "10.0.0.1:80"), -ENOENT);
-    assert_int_equal(wh_targets_deregister(r, "web", "bad"), -EINVAL);
+    assert_int_equal(wh_targets_deregister(r, "web", "10.0.0.7:80"), WH_TARGETS_NO_TARGET);
+    assert_int_equal(wh_targets_deregister(r, "nope", "10.0.0.1:80"), WH_TARGETS_NO_GROUP);
+    assert_int_equal(wh_targets_deregister(r, "web", "bad"), WH_TARGETS_BAD_ADDRESS);
     /* Re-registering a draining address makes a second target beside it. */
+    char longsrc[WH_TARGET_SOURCE_MAX + 1];
+    memset(longsrc, 's', sizeof(longsrc) - 1);
+    longsrc[sizeof(longsrc) - 1] = '\0';
+    assert_int_equal(wh_targets_register(r, "web", "10.0.0.3:80", 1, longsrc, err, 256),
+                     WH_TARGETS_BAD_SOURCE);
+    assert_int_equal(wh_targets_register(r, "web", "10.0.0.3:80", 1, NULL, err, 256),
+                     WH_TARGETS_BAD_SOURCE);
+    assert_int_equal(wh_targets_set_health(r, "nope", "10.0.0.1:80", 1, NULL), WH_TARGETS_NO_GROUP);
+    assert_int_equal(wh_targets_set_health(r, "web", "bad", 1, NULL), WH_TARGETS_BAD_ADDRESS);
     uint64_t id = T(f, "web", "10.0.0.1:80")->pub.id;
     assert_int_equal(wh_targets_deregister(r, "web", "10.0.0.1:80"), 0);
+    assert_int_equal(wh_targets_set_health(r, "web", "10.0.0.1:80", 1, NULL), WH_TARGETS_DRAINING);
     assert_int_equal(wh_targets_deregister(r, "web", "10.0.0.1:80"), 0); /* already draining */
     assert_int_equal(wh_targets_register(r, "web", "10.0.0.1:80", 1, "api", err, 256), 0);
     assert_true(T(f, "web", "10.0.0.1:80")->pub.id != id);
@@ -523,7 +598,7 @@ static void test_reload_applies_static_diff(void **state)
     assert_int_equal(state_of(f, "10.0.0.3:80"), WH_TARGET_DRAINING);
     char err[WH_ERR_LEN];
     assert_int_equal(wh_targets_register(f->reg, "web", "10.0.0.9:80", 1, "api", err, 256),
-                     -ENOENT);
+                     WH_TARGETS_NO_GROUP);
     f->now += 1;
     wh_tg_sweep(f->reg, f->now);
     assert_null(wh_targets_find(f->reg, "web", "10.0.0.1:80"));
@@ -1052,6 +1127,7 @@ int main(void)
         cmocka_unit_test(test_failing_new_target_needs_thresholds),
         cmocka_unit_test(test_group_without_checks_is_healthy),
         cmocka_unit_test(test_register_errors),
+        cmocka_unit_test(test_queries),
         cmocka_unit_test(test_snapshot_contents),
         cmocka_unit_test(test_publish_is_coalesced),
         cmocka_unit_test(test_drain_ends_with_last_request_and_snapshot),

@@ -1,7 +1,7 @@
-/* wh-health-test: the target registry and its health checks on a control
+/* wh-health-driver: the target registry and its health checks on a control
  * loop, for integration tests with real upstream servers.
  *
- *   wh-health-test -c CONFIG
+ *   wh-health-driver -c CONFIG
  *
  * Loads CONFIG (target groups with health_check and passive enabled, and an
  * optional admin block: then the admin listener serves the targets'
@@ -121,15 +121,6 @@ static void on_drained_hard(void *arg, struct wh_target *t)
     cJSON_AddStringToObject(o, "address", t->addr.text);
     cJSON_AddNumberToObject(o, "in_flight", atomic_load(&t->in_flight));
     emit(o);
-}
-
-static void lag_metric(void *arg, struct evbuffer *out)
-{
-    struct app *a = arg;
-    evbuffer_add_printf(out,
-                        "# TYPE wharf_event_loop_lag_seconds gauge\n"
-                        "wharf_event_loop_lag_seconds %.6f\n",
-                        wh_lag_max(a->lag));
 }
 
 static void report(void *arg, int is_error, const char *line)
@@ -309,8 +300,8 @@ static int setup(struct app *a, const char *path)
             fprintf(stderr, "%s\n", err);
             goto out;
         }
-        wh_targets_api_register(a->reg, a->api);
-        wh_api_add_metrics(a->api, lag_metric, a);
+        wh_api_targets_register(a->api, a->reg);
+        wh_api_add_metrics(a->api, wh_lag_write_metrics, a->lag);
     }
     if (wh_targets_set_groups(a->reg, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
@@ -333,7 +324,7 @@ int main(int argc, char **argv)
     struct app a = {0};
     int rc = 1;
     if (argc != 3 || strcmp(argv[1], "-c") != 0) {
-        fprintf(stderr, "usage: wh-health-test -c CONFIG (commands on stdin)\n");
+        fprintf(stderr, "usage: wh-health-driver -c CONFIG (commands on stdin)\n");
         return 2;
     }
     a.t0 = mono();

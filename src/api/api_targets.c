@@ -1,10 +1,10 @@
-/* The targets' admin endpoints (../shared/API.md) and their metrics.
+/* The target groups' admin endpoints (../shared/API.md), built on the
+ * registry's read-only queries and writers (include/wharf/targets.h).
  *   GET    /v1/target-groups                     every group with its targets
  *   GET    /v1/target-groups/{name}              one group
  *   GET    /v1/target-groups/{name}/targets      its targets
  *   POST   /v1/target-groups/{name}/targets      {"address": "IP:port", "weight": 1} -> 201
  *   DELETE /v1/target-groups/{name}/targets/{addr}                         -> 202 */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +13,9 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
-#include "targets/targets-int.h"
 #include "wharf/api.h"
 #include "wharf/log.h"
+#include "wharf/targets.h"
 
 #define TG_PREFIX "/v1/target-groups"
 
@@ -30,17 +30,7 @@ static void add_str_or_null(cJSON *o, const char *key, const char *v)
         cJSON_AddNullToObject(o, key);
 }
 
-/* Seconds left of t's slow start; 0 at full share. */
-static double slow_start_remaining(const struct wh_target *t)
-{
-    const struct wh_tg_target *tt = wh_tg_of((struct wh_target *)t);
-    if (tt->slow_start_begin <= 0 || tt->pub.state != WH_TARGET_HEALTHY)
-        return 0;
-    double left = tt->slow_start_begin + tt->group->slow_start - wh_tg_now(tt->reg);
-    return left > 0 ? left : 0;
-}
-
-static cJSON *target_json(const struct wh_target *t)
+static cJSON *target_json(struct wh_targets *reg, const struct wh_target *t)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "address", t->addr.text);
@@ -50,7 +40,7 @@ static cJSON *target_json(const struct wh_target *t)
     cJSON_AddStringToObject(o, "source", t->source);
     cJSON_AddNumberToObject(o, "in_flight", atomic_load(&t->in_flight));
     cJSON_AddNumberToObject(o, "weight", t->weight);
-    cJSON_AddNumberToObject(o, "slow_start_remaining", slow_start_remaining(t));
+    cJSON_AddNumberToObject(o, "slow_start_remaining", wh_targets_slow_start_remaining(reg, t));
     return o;
 }
 
@@ -61,14 +51,13 @@ struct listing {
     cJSON *targets; /* of the group being visited */
 };
 
-static void list_group(void *arg, const char *group, enum wh_algorithm algo)
+static void list_group(void *arg, const struct wh_targets_group_info *group)
 {
     struct listing *l = arg;
     cJSON *g = cJSON_CreateObject();
-    cJSON_AddStringToObject(g, "name", group);
-    cJSON_AddStringToObject(g, "algorithm", algorithm_names[algo]);
-    const struct wh_tg_group *tg = wh_tg_group_find(l->reg, group);
-    cJSON_AddNumberToObject(g, "slow_start", tg ? tg->slow_start : 0);
+    cJSON_AddStringToObject(g, "name", group->name);
+    cJSON_AddStringToObject(g, "algorithm", algorithm_names[group->algorithm]);
+    cJSON_AddNumberToObject(g, "slow_start", group->slow_start);
     l->targets = cJSON_AddArrayToObject(g, "targets");
     cJSON_AddItemToArray(l->groups, g);
 }
@@ -76,7 +65,7 @@ static void list_group(void *arg, const char *group, enum wh_algorithm algo)
 static void list_target(void *arg, const struct wh_target *t)
 {
     struct listing *l = arg;
-    cJSON_AddItemToArray(l->targets, target_json(t));
+    cJSON_AddItemToArray(l->targets, target_json(l->reg, t));
 }
 
 static void reply_groups(struct wh_targets *reg, struct evhttp_request *req, const char *group,
@@ -100,9 +89,33 @@ static void reply_target(struct wh_targets *reg, struct evhttp_request *req, int
                          const char *group, const char *addr)
 {
     struct wh_target *t = wh_targets_find(reg, group, addr);
-    cJSON *o = t ? target_json(t) : cJSON_CreateObject();
+    cJSON *o = t ? target_json(reg, t) : cJSON_CreateObject();
     wh_api_reply_json(req, status, cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
+}
+
+/* The HTTP answer to a registry error (API.md's codes). */
+static void reply_targets_error(struct evhttp_request *req, int rc, const char *message)
+{
+    switch (rc) {
+    case WH_TARGETS_NO_GROUP:
+        wh_api_reply_error(req, 404, "GroupNotFound", message);
+        break;
+    case WH_TARGETS_NO_TARGET:
+        wh_api_reply_error(req, 404, "TargetNotFound", message);
+        break;
+    case WH_TARGETS_EXISTS:
+        wh_api_reply_error(req, 409, "TargetAlreadyRegistered", message);
+        break;
+    case WH_TARGETS_BAD_ADDRESS:
+        wh_api_reply_error(req, 400, "InvalidAddress", message);
+        break;
+    case WH_TARGETS_BAD_WEIGHT:
+        wh_api_reply_error(req, 400, "InvalidWeight", message);
+        break;
+    default:
+        wh_api_reply_error(req, 500, "InternalError", message);
+    }
 }
 
 static void post_target(struct wh_targets *reg, struct evhttp_request *req, const char *group)
@@ -124,17 +137,10 @@ static void post_target(struct wh_targets *reg, struct evhttp_request *req, cons
         w = v >= 1 && v <= 999 && (int)v == v ? (int)v : 0;
     }
     int rc = wh_targets_register(reg, group, addr->valuestring, w, "api", err, sizeof(err));
-    if (rc == 0)
+    if (rc == WH_TARGETS_OK)
         reply_target(reg, req, 201, group, addr->valuestring);
-    else if (rc == -ENOENT)
-        wh_api_reply_error(req, 404, "GroupNotFound", err);
-    else if (rc == -EEXIST)
-        wh_api_reply_error(req, 409, "TargetAlreadyRegistered", err);
-    else if (rc == -EINVAL)
-        wh_api_reply_error(req, 400, strstr(err, "weight") ? "InvalidWeight" : "InvalidAddress",
-                           err);
     else
-        wh_api_reply_error(req, 500, "InternalError", err);
+        reply_targets_error(req, rc, err);
 out:
     cJSON_Delete(body);
 }
@@ -142,18 +148,16 @@ out:
 static void delete_target(struct wh_targets *reg, struct evhttp_request *req, const char *group,
                           const char *addr)
 {
-    if (!wh_tg_group_find(reg, group)) {
-        wh_api_reply_error(req, 404, "GroupNotFound", "no target group with this name");
-        return;
-    }
+    static const char *const messages[] = {
+        [-WH_TARGETS_NO_GROUP] = "no target group with this name",
+        [-WH_TARGETS_NO_TARGET] = "no such target in this group",
+        [-WH_TARGETS_BAD_ADDRESS] = "write the target as IP:port or [IPv6]:port (percent-encoded)",
+    };
     int rc = wh_targets_deregister(reg, group, addr);
-    if (rc == 0)
+    if (rc == WH_TARGETS_OK)
         reply_target(reg, req, 202, group, addr);
-    else if (rc == -EINVAL)
-        wh_api_reply_error(req, 400, "InvalidAddress",
-                           "write the target as IP:port or [IPv6]:port (percent-encoded)");
     else
-        wh_api_reply_error(req, 404, "TargetNotFound", "no such target in this group");
+        reply_targets_error(req, rc, -rc < 4 ? messages[-rc] : "internal error");
 }
 
 /* Split "/name[/targets[/addr]]" into decoded segments; returns how many
@@ -204,66 +208,15 @@ static void handle(void *arg, struct evhttp_request *req, const char *path)
         free(seg[i]);
 }
 
-/* ---- metrics ---- */
-
-static void group_metrics(struct evbuffer *out, const struct wh_tg_group *g)
+static void targets_metrics(void *arg, struct evbuffer *out)
 {
-    size_t by_state[5] = {0};
-    const struct wh_tg_target *t;
-    TAILQ_FOREACH(t, &g->targets, link)
-    by_state[t->pub.state]++;
-    for (int s = 0; s < 5; s++)
-        evbuffer_add_printf(out, "wharf_targets{group=\"%s\",state=\"%s\"} %zu\n", g->name,
-                            wh_target_state_name((enum wh_target_state)s), by_state[s]);
-    evbuffer_add_printf(out, "wharf_target_state_changes_total{group=\"%s\"} %llu\n", g->name,
-                        (unsigned long long)g->state_changes);
-    evbuffer_add_printf(out, "wharf_target_fail_open_total{group=\"%s\"} %llu\n", g->name,
-                        (unsigned long long)g->fail_open_total);
-    evbuffer_add_printf(out, "wharf_target_fail_open_requests_total{group=\"%s\"} %llu\n", g->name,
-                        atomic_load(&g->counters.fail_open_requests));
-    static const char *const classes[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int c = 0; c < 6; c++)
-        evbuffer_add_printf(out,
-                            "wharf_target_group_responses_total{group=\"%s\",class=\"%s\"} "
-                            "%llu\n",
-                            g->name, classes[c], atomic_load(&g->counters.responses[c]));
-    for (int r = 0; r < WH_HC_N_RESULTS; r++)
-        evbuffer_add_printf(out, "wharf_health_checks_total{group=\"%s\",result=\"%s\"} %llu\n",
-                            g->name, wh_hc_result_name((enum wh_hc_result)r),
-                            (unsigned long long)g->checks[r]);
+    wh_targets_write_metrics(arg, out);
 }
 
-static void metrics(void *arg, struct evbuffer *out)
+int wh_api_targets_register(struct wh_api *api, struct wh_targets *reg)
 {
-    struct wh_targets *reg = arg;
-    const struct wh_tg_group *g;
-    evbuffer_add_printf(out, "# TYPE wharf_targets gauge\n"
-                             "# TYPE wharf_target_state_changes_total counter\n"
-                             "# TYPE wharf_target_fail_open_total counter\n"
-                             "# TYPE wharf_target_fail_open_requests_total counter\n"
-                             "# TYPE wharf_target_group_responses_total counter\n"
-                             "# TYPE wharf_health_checks_total counter\n");
-    TAILQ_FOREACH(g, &reg->groups, link)
-    if (g->in_config || g->n_targets)
-        group_metrics(out, g);
-    evbuffer_add_printf(out, "# TYPE wharf_health_check_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (int b = 0; b < WH_HC_DURATION_BUCKETS; b++) {
-        cum += reg->hc_buckets[b];
-        evbuffer_add_printf(out, "wharf_health_check_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                            wh_hc_duration_bounds[b], (unsigned long long)cum);
-    }
-    evbuffer_add_printf(out,
-                        "wharf_health_check_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-                        "wharf_health_check_duration_seconds_sum %.6f\n"
-                        "wharf_health_check_duration_seconds_count %llu\n",
-                        (unsigned long long)reg->hc_count, reg->hc_sum,
-                        (unsigned long long)reg->hc_count);
-}
-
-int wh_targets_api_register(struct wh_targets *reg, struct wh_api *api)
-{
-    if (wh_api_route(api, TG_PREFIX, handle, reg) < 0 || wh_api_add_metrics(api, metrics, reg) < 0)
+    if (wh_api_route(api, TG_PREFIX, handle, reg) < 0 ||
+        wh_api_add_metrics(api, targets_metrics, reg) < 0)
         return -1;
     return 0;
 }

@@ -1,12 +1,14 @@
-/* Socket addresses as users write them: "1.2.3.4:80", "[::1]:80",
- * "name:80" (resolved once, at load, with getaddrinfo). */
+/* Socket addresses and IP ranges as users write them (include/wharf/addr.h):
+ * "1.2.3.4:80", "[::1]:80", "name:80" (resolved once, at load, with
+ * getaddrinfo) and "192.0.2.0/24". */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "config/config-int.h"
+#include "wharf/addr.h"
 
 /* Split text into host and port; brackets mark an IPv6 literal. */
 static int split_host_port(const char *text, char *host, size_t hostlen, const char **port,
@@ -108,12 +110,12 @@ int wh_addr_parse(const char *text, struct wh_addr *out, char *err, size_t errle
     return 0;
 }
 
-int cfg_addr_equal(const struct wh_addr *a, const struct wh_addr *b)
+int wh_addr_equal(const struct wh_addr *a, const struct wh_addr *b)
 {
     return a->len == b->len && a->len > 0 && strcmp(a->text, b->text) == 0;
 }
 
-int cfg_addr_is_loopback(const struct wh_addr *a)
+int wh_addr_is_loopback(const struct wh_addr *a)
 {
     if (a->ss.ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
@@ -123,5 +125,26 @@ int cfg_addr_is_loopback(const struct wh_addr *a)
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
         return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
     }
+    return 0;
+}
+
+int wh_cidr_parse(const char *text, struct wh_cidr *out)
+{
+    char addr[INET6_ADDRSTRLEN + 8];
+    const char *slash = strchr(text, '/');
+    if (!slash || (size_t)(slash - text) >= sizeof(addr) || !slash[1])
+        return -1;
+    memcpy(addr, text, (size_t)(slash - text));
+    addr[slash - text] = '\0';
+    out->family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+    unsigned max = out->family == AF_INET6 ? 128 : 32, bits = 0;
+    if (inet_pton(out->family, addr, out->addr) != 1)
+        return -1;
+    for (const char *p = slash + 1; *p; p++)
+        if (!isdigit((unsigned char)*p) || (bits = bits * 10 + (unsigned)(*p - '0')) > max)
+            return -1;
+    if (slash[1] == '0' && slash[2])
+        return -1; /* "/024" */
+    out->bits = bits;
     return 0;
 }
