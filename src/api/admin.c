@@ -1,4 +1,7 @@
-/* The admin listener: authentication, routing, /healthz and /metrics. */
+/* The admin API's listener (the top floor, DESIGN.md): evhttp on the admin
+ * address, the bearer token, routing by longest path prefix, /healthz, and
+ * /metrics assembled from the metrics writers the modules below registered.
+ * Each module's endpoints are in api_<module>.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

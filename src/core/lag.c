@@ -1,3 +1,5 @@
+/* The event-loop lag meter (include/wharf/lag.h): a 50 ms timer notes how
+ * late it fires; the largest lateness per second is kept for 10 s. */
 #include <stdlib.h>
 #include <time.h>
 

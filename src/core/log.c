@@ -1,3 +1,5 @@
+/* Logging (core, the ground floor): one line per message on stderr,
+ * "time level module: text", whole even when threads log at once. */
 #include "wharf/log.h"
 
 #include <stdarg.h>

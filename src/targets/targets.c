@@ -1,6 +1,10 @@
-/* The target registry: groups, targets, their states and events, draining,
- * passive outlier detection. Snapshots are built in snapshot.c, health
- * checks run in health.c, configuration reloads are applied in reload.c. */
+/* The target registry (DESIGN.md's seam: the controller and the admin API
+ * write, the proxy reads snapshots): groups, targets, their states and
+ * events, draining, passive outlier detection, and the read-only queries
+ * the admin API is built on. Snapshots are built in snapshot.c, health
+ * checks run in health.c, configuration reloads are applied in reload.c,
+ * the Prometheus text is written in metrics.c. Nothing here knows HTTP
+ * servers: the endpoints live in src/api/api_targets.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
