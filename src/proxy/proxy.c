@@ -355,6 +355,38 @@ void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out)
         out->tls_handshakes[i] = atomic_load_explicit(&p->tls_handshakes[i], memory_order_relaxed);
 }
 
+void wh_proxy_write_metrics(struct evbuffer *out, struct wh_proxy *const *proxies, int n)
+{
+    struct wh_proxy_stats sum = {0};
+    for (int i = 0; i < n; i++) {
+        struct wh_proxy_stats st;
+        wh_proxy_stats(proxies[i], &st);
+        sum.open_connections += st.open_connections;
+        for (int k = 0; k < 6; k++)
+            sum.responses[k] += st.responses[k];
+        for (int k = 0; k < 3; k++)
+            sum.tls_handshakes[k] += st.tls_handshakes[k];
+    }
+    evbuffer_add_printf(out,
+                        "# HELP wharf_workers Proxy worker threads.\n# TYPE wharf_workers gauge\n"
+                        "wharf_workers %d\n"
+                        "# HELP wharf_client_connections Open client connections.\n"
+                        "# TYPE wharf_client_connections gauge\nwharf_client_connections %llu\n"
+                        "# HELP wharf_http_responses_total Responses sent to clients by status "
+                        "class.\n# TYPE wharf_http_responses_total counter\n",
+                        n, (unsigned long long)sum.open_connections);
+    static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int k = 0; k < 6; k++)
+        evbuffer_add_printf(out, "wharf_http_responses_total{code_class=\"%s\"} %llu\n", cls[k],
+                            (unsigned long long)sum.responses[k]);
+    evbuffer_add_printf(out, "# HELP wharf_tls_handshakes_total TLS handshakes on https "
+                             "listeners by result.\n# TYPE wharf_tls_handshakes_total counter\n");
+    static const char *const result[3] = {"ok", "failed", "timeout"};
+    for (int k = 0; k < 3; k++)
+        evbuffer_add_printf(out, "wharf_tls_handshakes_total{result=\"%s\"} %llu\n", result[k],
+                            (unsigned long long)sum.tls_handshakes[k]);
+}
+
 void wh_proxy_free(struct wh_proxy *p)
 {
     if (!p)
