@@ -76,4 +76,12 @@ struct wh_proxy_stats {
 enum { WH_TLS_HANDSHAKE_OK, WH_TLS_HANDSHAKE_FAILED, WH_TLS_HANDSHAKE_TIMEOUT };
 void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out);
 
+struct evbuffer;
+/* Append to out, in the Prometheus text format, the daemon's proxy metrics
+ * summed over the n worker proxies (borrowed; any thread, while they run):
+ * wharf_workers (n), wharf_client_connections,
+ * wharf_http_responses_total{code_class} and
+ * wharf_tls_handshakes_total{result}, each with its HELP and TYPE lines. */
+void wh_proxy_write_metrics(struct evbuffer *out, struct wh_proxy *const *proxies, int n);
+
 #endif

@@ -1,4 +1,7 @@
-/* Target selection over an immutable snapshot: see balance.h.
+/* Target selection: the algorithms over an immutable snapshot (see
+ * balance.h), and on top of them the pick from a worker's view of a group
+ * (wh_balance_group_pick, wh_balance_group_find: proxy-int.h), the seam
+ * every request's choice of target goes through.
  *
  * Every algorithm scans the members once or twice, from the caller's cursor,
  * and never allocates. Floating point is used only when the snapshot has
@@ -7,8 +10,11 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 
 #include "balance.h"
+#include "proxy-int.h"
 #include "rules.h"
 
 uint64_t wh_balance_rand(uint64_t *state)
@@ -204,4 +210,40 @@ int wh_forward_pick(const struct wh_action *a, uint64_t *rng)
         r -= (uint64_t)w;
     }
     return last;
+}
+
+/* ---- a worker's group: its current snapshot ---- */
+
+static double balance_monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct wh_target *wh_balance_group_pick(struct wh_group *g, const struct wh_target *exclude)
+{
+    const struct wh_tg_snapshot *snap = g->snap;
+    if (!snap || snap->n == 0)
+        return NULL;
+    double now = snap->slow_start > 0 ? balance_monotonic_now() : 0;
+    int i = wh_balance_pick(snap, &g->bal, exclude, now);
+    if (i < 0)
+        return NULL;
+    if (snap->fail_open)
+        atomic_fetch_add_explicit(&snap->counters->fail_open_requests, 1, memory_order_relaxed);
+    return snap->members[i].target;
+}
+
+struct wh_target *wh_balance_group_find(struct wh_group *g, const char *addr, size_t len)
+{
+    const struct wh_tg_snapshot *snap = g->snap;
+    if (!snap || snap->fail_open || len == 0)
+        return NULL;
+    for (size_t i = 0; i < snap->n; i++) {
+        struct wh_target *t = snap->members[i].target;
+        if (strlen(t->addr.text) == len && memcmp(t->addr.text, addr, len) == 0)
+            return t;
+    }
+    return NULL;
 }

@@ -16,6 +16,10 @@
  * weight by it; round_robin and least_outstanding_requests admit such a
  * member with probability = factor (else move on to the next candidate), so
  * its share ramps the same way.
+ *
+ * balance.c also picks from a worker's view of a group (its current
+ * snapshot): wh_balance_group_pick and wh_balance_group_find, declared in
+ * proxy-int.h with the worker's types.
  */
 #ifndef WHARF_PROXY_BALANCE_H
 #define WHARF_PROXY_BALANCE_H

@@ -1,7 +1,9 @@
 /* Upstream connections and each worker's pools of idle keep-alive ones, one
  * pool per target. A connection returns to its pool only after a complete,
  * well-framed exchange; an idle one that the upstream closes or that stays
- * idle too long is freed. */
+ * idle too long is freed. While a connection is out, its events go to its
+ * owner through the wh_upconn_ops it was given: the pool knows nothing of
+ * sessions. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "wharf/log.h"
+#include "wharf/obj.h"
 #include "proxy-int.h"
 
 static void upconn_read_cb(struct bufferevent *bev, void *arg);
@@ -64,27 +67,28 @@ void wh_upconn_free(struct wh_upconn *u)
     if (!u)
         return;
     struct wh_pool *pool = u->pool;
-    if (u->session == NULL && u->pool_link.tqe_prev) {
+    if (u->owner == NULL && u->pool_link.tqe_prev) {
         TAILQ_REMOVE(&pool->idle, u, pool_link);
         pool->n_idle--;
-    } else if (u->session) {
+    } else if (u->owner) {
         pool->busy--;
     }
     if (u->bev)
         bufferevent_free(u->bev);
-    u->magic = 0;
-    free(u);
+    WH_FREE_OBJ(u);
     pool_free_if_unused(pool);
 }
 
-struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool, struct wh_session *s)
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool,
+                                    const struct wh_upconn_ops *ops, void *owner)
 {
     struct wh_upconn *u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
-    u->magic = WH_UPCONN_MAGIC;
+    WH_INIT_OBJ(u, WH_UPCONN_MAGIC);
     u->pool = pool;
-    u->session = s;
+    u->ops = ops;
+    u->owner = owner;
     pool->busy++;
     u->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!u->bev)
@@ -103,7 +107,7 @@ err:
     return NULL;
 }
 
-struct wh_upconn *wh_pool_take(struct wh_pool *pool, struct wh_session *s)
+struct wh_upconn *wh_pool_take(struct wh_pool *pool, const struct wh_upconn_ops *ops, void *owner)
 {
     struct wh_upconn *u = TAILQ_FIRST(&pool->idle);
     if (!u)
@@ -112,7 +116,8 @@ struct wh_upconn *wh_pool_take(struct wh_pool *pool, struct wh_session *s)
     u->pool_link.tqe_prev = NULL;
     pool->n_idle--;
     pool->busy++;
-    u->session = s;
+    u->ops = ops;
+    u->owner = owner;
     bufferevent_set_timeouts(u->bev, NULL, NULL);
     return u;
 }
@@ -127,7 +132,8 @@ void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u)
         wh_upconn_free(u);
         return;
     }
-    u->session = NULL;
+    u->ops = NULL;
+    u->owner = NULL;
     pool->busy--;
     u->requests++;
     TAILQ_INSERT_HEAD(&pool->idle, u, pool_link);
@@ -188,9 +194,10 @@ void wh_pools_free(struct wh_proxy *p)
 
 static void upconn_read_cb(struct bufferevent *bev, void *arg)
 {
-    struct wh_upconn *u = arg;
-    if (u->session) {
-        wh_session_upstream_read(u->session);
+    struct wh_upconn *u;
+    WH_CAST_OBJ(u, arg, WH_UPCONN_MAGIC);
+    if (u->owner) {
+        u->ops->readable(u->owner);
         return;
     }
     /* An idle connection must stay silent: anything it sends is garbage. */
@@ -199,15 +206,17 @@ static void upconn_read_cb(struct bufferevent *bev, void *arg)
 
 static void upconn_write_cb(struct bufferevent *bev, void *arg)
 {
-    struct wh_upconn *u = arg;
-    if (u->session)
-        wh_session_upstream_drained(u->session);
+    struct wh_upconn *u;
+    WH_CAST_OBJ(u, arg, WH_UPCONN_MAGIC);
+    if (u->owner)
+        u->ops->drained(u->owner);
 }
 
 static void upconn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    struct wh_upconn *u = arg;
-    if (!u->session) {
+    struct wh_upconn *u;
+    WH_CAST_OBJ(u, arg, WH_UPCONN_MAGIC);
+    if (!u->owner) {
         wh_upconn_free(u); /* idle: closed by the upstream or timed out */
         return;
     }
@@ -215,8 +224,8 @@ static void upconn_event_cb(struct bufferevent *bev, short what, void *arg)
         u->connected = 1;
         wh_target_note_connect(u->pool->target, 1);
         bufferevent_set_timeouts(u->bev, NULL, NULL);
-        wh_session_upstream_connected(u->session);
+        u->ops->connected(u->owner);
         return;
     }
-    wh_session_upstream_event(u->session, what);
+    u->ops->event(u->owner, what);
 }

@@ -1,4 +1,6 @@
-/* Private declarations of the proxy module. */
+/* Private declarations of the proxy module: the worker's objects (proxy,
+ * listeners, groups, generations, pools and upstream connections) and the
+ * functions its files share. The session's own are in session.h. */
 #ifndef WHARF_PROXY_INT_H
 #define WHARF_PROXY_INT_H
 
@@ -22,9 +24,9 @@
 #include "sticky.h"
 #include "tls.h"
 
-#define WH_PROXY_MAGIC 0x50525859u   /* "PRXY" */
-#define WH_SESSION_MAGIC 0x53455353u /* "SESS" */
-#define WH_UPCONN_MAGIC 0x55504331u  /* "UPC1" */
+#define WH_PROXY_MAGIC 0x50525859u    /* "PRXY" */
+#define WH_UPCONN_MAGIC 0x55504331u   /* "UPC1" */
+#define WH_LISTENER_MAGIC 0x4c53544eu /* "LSTN" */
 
 /* Bytes buffered toward a slow peer before we stop reading the other side. */
 #define WH_HIGH_WATER (256 * 1024)
@@ -35,13 +37,25 @@
 struct wh_session;
 struct wh_pool;
 
-/* One upstream connection: connecting, busy with a session, or idle in its
+/* How an upstream connection reports to the owner it is out with (a
+ * session). Each is called on the worker's loop with the owner given to
+ * wh_pool_take or wh_upconn_connect; the owner may release the connection
+ * (wh_pool_put, wh_upconn_free) from any of them. */
+struct wh_upconn_ops {
+    void (*connected)(void *owner);         /* a new connection is up */
+    void (*readable)(void *owner);          /* bytes arrived */
+    void (*drained)(void *owner);           /* the output fell to its low watermark */
+    void (*event)(void *owner, short what); /* error, EOF or timeout (BEV_EVENT_*) */
+};
+
+/* One upstream connection: connecting, out with an owner, or idle in its
  * target's pool. */
 struct wh_upconn {
     uint32_t magic;
     struct bufferevent *bev;
-    struct wh_pool *pool;       /* the target's pool in this worker */
-    struct wh_session *session; /* NULL while idle in the pool */
+    struct wh_pool *pool;            /* the target's pool in this worker */
+    const struct wh_upconn_ops *ops; /* the owner's; NULL while idle */
+    void *owner;                     /* borrowed; NULL while idle in the pool */
     int connected;
     unsigned requests; /* requests served on it: >0 means it is a reused one */
     TAILQ_ENTRY(wh_upconn) pool_link;
@@ -50,7 +64,7 @@ TAILQ_HEAD(wh_upconn_list, wh_upconn);
 
 /* A worker's connections to one target (registry object, referenced while
  * the pool lives). The pool goes once no current snapshot of the worker
- * lists its target and no connection of it is out with a session. */
+ * lists its target and no connection of it is out with an owner. */
 struct wh_pool {
     struct wh_proxy *proxy;
     struct wh_target *target;
@@ -100,6 +114,7 @@ struct wh_gen {
 };
 
 struct wh_listener {
+    uint32_t magic;
     struct wh_proxy *proxy;
     const struct wh_cfg_listener *cfg;   /* in the current generation's config */
     const struct wh_listener_prep *prep; /* the same generation's */
@@ -140,52 +155,65 @@ struct wh_proxy {
 
 /* ---- proxy.c ---- */
 
-struct wh_gen *wh_gen_acquire(struct wh_proxy *p);
-void wh_gen_release(struct wh_gen *g);
 /* The worker's group of that name, made (empty) when new; NULL on ENOMEM. */
 struct wh_group *wh_proxy_group(struct wh_proxy *p, const char *name);
 
-/* ---- balancer.c: the seam target selection goes through ---- */
+/* ---- gen.c: the configuration a request started with stays alive ---- */
+
+/* A generation serving cfg with prep on p, holding one reference (the
+ * worker's); release(arg) runs when the last one goes. NULL on ENOMEM. */
+struct wh_gen *wh_gen_new(struct wh_proxy *p, const struct wh_config *cfg,
+                          const struct wh_proxy_prep *prep, void (*release)(void *),
+                          void *release_arg);
+/* One more reference on g; returns g. */
+struct wh_gen *wh_gen_hold(struct wh_gen *g);
+/* Drop one reference (NULL is fine). */
+void wh_gen_release(struct wh_gen *g);
+
+/* ---- balance.c: the seam target selection goes through ---- */
 
 /* Pick a target of g's snapshot other than `exclude` (may be NULL); NULL
  * when the group has no target to offer. The target is borrowed from the
  * snapshot: reference it before the snapshot can change. */
-struct wh_target *wh_balancer_pick(struct wh_group *g, const struct wh_target *exclude);
+struct wh_target *wh_balance_group_pick(struct wh_group *g, const struct wh_target *exclude);
 /* The member of g's snapshot whose address is addr, when it may take
  * requests on stickiness (healthy: the snapshot is not fail-open). */
-struct wh_target *wh_balancer_find(struct wh_group *g, const char *addr, size_t len);
+struct wh_target *wh_balance_group_find(struct wh_group *g, const char *addr, size_t len);
 
-/* ---- route.c: stickiness cookies on top of rules and balancer ---- */
+/* ---- sticky.c: stickiness cookies on top of the rules and the group pick ---- */
 
 /* Index in a->groups of the group a forward action sends the request (head
  * req in buf) to: the one the client's group cookie names while it still
  * has weight (a->stickiness > 0), else a weighted draw. */
-int wh_route_forward_index(const struct wh_listener_prep *lp, const struct wh_action *a,
-                           const char *buf, const struct wh_http_msg *req, uint64_t *rng);
+int wh_sticky_forward_index(const struct wh_listener_prep *lp, const struct wh_action *a,
+                            const char *buf, const struct wh_http_msg *req, uint64_t *rng);
 /* The target the client's wharf-lb cookie for tg pins, while it is healthy
  * in g's snapshot; NULL otherwise (pick one and name it in a new cookie).
  * Borrowed from the snapshot. */
-struct wh_target *wh_route_pinned_target(const struct wh_listener_prep *lp,
-                                         const struct wh_cfg_target_group *tg, struct wh_group *g,
-                                         const char *buf, const struct wh_http_msg *req);
+struct wh_target *wh_sticky_pinned_target(const struct wh_listener_prep *lp,
+                                          const struct wh_cfg_target_group *tg, struct wh_group *g,
+                                          const char *buf, const struct wh_http_msg *req);
 /* Set-Cookie lines (CRLF each) naming target t of tg (NULL: none) and, with
  * group_stickiness > 0 seconds, the group; written to out. Returns out, or
  * NULL when there is nothing to set (or it does not fit). */
-const char *wh_route_set_cookies(const struct wh_listener_prep *lp,
-                                 const struct wh_cfg_target_group *tg, const struct wh_target *t,
-                                 double group_stickiness, char *out, size_t outlen);
+const char *wh_sticky_set_cookies(const struct wh_listener_prep *lp,
+                                  const struct wh_cfg_target_group *tg, const struct wh_target *t,
+                                  double group_stickiness, char *out, size_t outlen);
 
 /* ---- pool.c ---- */
 
 /* This worker's pool for t, made when new (referencing t); NULL on ENOMEM. */
 struct wh_pool *wh_pool_get(struct wh_proxy *p, struct wh_target *t);
-/* An idle pooled connection (marked busy for s), or NULL. */
-struct wh_upconn *wh_pool_take(struct wh_pool *pool, struct wh_session *s);
-/* Start a new connection to the pool's target for s; NULL on immediate failure. */
-struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool, struct wh_session *s);
+/* An idle pooled connection, now out with owner (reporting through ops,
+ * both borrowed until the connection is put back or freed), or NULL. */
+struct wh_upconn *wh_pool_take(struct wh_pool *pool, const struct wh_upconn_ops *ops, void *owner);
+/* Start a new connection to the pool's target, out with owner as above;
+ * ops->connected reports it up. NULL on immediate failure. */
+struct wh_upconn *wh_upconn_connect(struct wh_proxy *p, struct wh_pool *pool,
+                                    const struct wh_upconn_ops *ops, void *owner);
 /* Return a connection whose last exchange was complete and well framed. */
 void wh_pool_put(struct wh_proxy *p, struct wh_upconn *u);
-/* Close and free (never reused). */
+/* Close and free (never reused). NULL is fine. */
 void wh_upconn_free(struct wh_upconn *u);
 /* After a snapshot change: close idle connections to targets no current
  * snapshot lists, and drop pools nothing uses. */
@@ -247,15 +275,10 @@ void wh_error_response(struct evbuffer *out, int status, int close, const char *
 
 /* ---- session.c ---- */
 
+/* A client connected to l: a new session takes fd (closed on failure). */
 void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockaddr *sa, int salen);
 void wh_session_free(struct wh_session *s);
-/* Upstream connection events, dispatched from pool.c. */
-void wh_session_upstream_connected(struct wh_session *s);
-void wh_session_upstream_read(struct wh_session *s);
-void wh_session_upstream_event(struct wh_session *s, short what);
-void wh_session_upstream_drained(struct wh_session *s);
-/* Close the session if it is idle between requests (shutdown). */
-void wh_session_close_if_idle(struct wh_session *s);
+/* Close the sessions idle between requests (shutdown). */
 void wh_sessions_close_idle(struct wh_proxy *p);
 void wh_sessions_free_all(struct wh_proxy *p);
 
@@ -265,6 +288,14 @@ static inline struct timeval wh_tv(double seconds)
     tv.tv_sec = (time_t)seconds;
     tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
     return tv;
+}
+
+/* Bump a counter only this worker writes: a plain load and store, no
+ * locked add; the control thread reads it for /metrics. */
+static inline void wh_count_one(atomic_uint_fast64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 #endif

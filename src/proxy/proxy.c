@@ -1,7 +1,15 @@
-/* A worker's proxy: its listening sockets, its generations of target groups
- * (one per configuration it has served) and its sessions. Everything here
- * runs on the worker's own thread; a reload arrives as a message the worker
- * applies between events, so the request path takes no lock. */
+/* The proxy module's front: a configuration made ready to serve (its prep,
+ * built on the control thread), and a worker's proxy: its listening
+ * sockets, its view of the target groups, its generations (gen.c: one per
+ * configuration it still serves) and its sessions (session.c), and the
+ * counters the control thread reads for /metrics. Everything on a worker
+ * runs on its own thread; a reload arrives as a message the worker applies
+ * between events, so the request path takes no lock.
+ *
+ * The module's other files: session.c (the HTTP exchange of a client
+ * connection), tunnel.c, access_record.c, send.c (for the session),
+ * pool.c (upstream connections), balance.c and sticky.c (target choice),
+ * rules.c, headers.c, tls.c, accesslog.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,68 +17,82 @@
 #include <sys/random.h>
 
 #include "wharf/log.h"
+#include "wharf/obj.h"
 #include "proxy-int.h"
 
 static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
-    struct wh_listener *l = arg;
+    struct wh_listener *l;
+    WH_CAST_OBJ(l, arg, WH_LISTENER_MAGIC);
     wh_session_accept(l, fd, sa, salen);
 }
 
 static void accept_error_cb(struct evconnlistener *evl, void *arg)
 {
-    struct wh_listener *l = arg;
+    struct wh_listener *l;
+    WH_CAST_OBJ(l, arg, WH_LISTENER_MAGIC);
     int err = EVUTIL_SOCKET_ERROR();
     /* EMFILE and the like: say so and keep serving the connections we have. */
     wh_log_error("proxy", "listener %s: accept: %s", l->cfg->name,
                  evutil_socket_error_to_string(err));
 }
 
-/* ---- generations ---- */
+/* ---- prepared configurations (control thread) ----
+ *
+ * Built once per loaded configuration (rules compiled, certificates read),
+ * so a bad certificate fails the load or the reload before any worker sees
+ * it. */
 
-static struct wh_gen *gen_new(struct wh_proxy *p, const struct wh_config *cfg,
-                              const struct wh_proxy_prep *prep, void (*release)(void *),
-                              void *release_arg)
+static int prepare_listener(const struct wh_config *cfg, const struct wh_cfg_listener *lc,
+                            struct wh_listener_prep *lp, char *err, size_t errlen)
 {
-    struct wh_gen *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    g->proxy = p;
-    g->cfg = cfg;
-    g->prep = prep;
-    g->release = release;
-    g->release_arg = release_arg;
-    g->refs = 1;
-    g->groups = calloc(cfg->n_target_groups ? cfg->n_target_groups : 1, sizeof(*g->groups));
-    for (size_t i = 0; g->groups && i < cfg->n_target_groups; i++) {
-        g->groups[i] = wh_proxy_group(p, cfg->target_groups[i].name);
-        if (!g->groups[i]) {
-            free(g->groups);
-            g->groups = NULL;
-        }
+    lp->cfg = lc;
+    lp->rules = wh_rules_compile(cfg, lc, err, errlen);
+    if (!lp->rules)
+        return -1;
+    if (lc->protocol == WH_PROTO_HTTPS) {
+        lp->tls = wh_tls_server_new(cfg, lc, err, errlen);
+        if (!lp->tls)
+            return -1;
     }
-    if (!g->groups) {
-        free(g);
-        return NULL;
-    }
-    return g;
+    wh_sticky_key_init(&lp->key, lc->stickiness_secret);
+    snprintf(lp->tg_cookie, sizeof(lp->tg_cookie), "wharf-tg-%s", lc->name);
+    return 0;
 }
 
-struct wh_gen *wh_gen_acquire(struct wh_proxy *p)
+struct wh_proxy_prep *wh_proxy_prepare(const struct wh_config *cfg, char *err, size_t errlen)
 {
-    p->gen->refs++;
-    return p->gen;
+    struct wh_proxy_prep *prep = calloc(1, sizeof(*prep));
+    if (!prep)
+        goto oom;
+    prep->cfg = cfg;
+    prep->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*prep->listeners));
+    if (!prep->listeners)
+        goto oom;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        prep->n_listeners++;
+        if (prepare_listener(cfg, &cfg->listeners[i], &prep->listeners[i], err, errlen) < 0)
+            goto fail;
+    }
+    return prep;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    wh_proxy_prep_free(prep);
+    return NULL;
 }
 
-void wh_gen_release(struct wh_gen *g)
+void wh_proxy_prep_free(struct wh_proxy_prep *prep)
 {
-    if (!g || --g->refs > 0)
+    if (!prep)
         return;
-    if (g->release)
-        g->release(g->release_arg);
-    free(g->groups);
-    free(g);
+    for (size_t i = 0; i < prep->n_listeners; i++) {
+        wh_rules_free(prep->listeners[i].rules);
+        wh_tls_server_free(prep->listeners[i].tls);
+    }
+    free(prep->listeners);
+    free(prep);
 }
 
 /* ---- groups: the snapshots this worker routes from ---- */
@@ -133,6 +155,7 @@ static struct wh_listener *open_listener(struct wh_proxy *p, const struct wh_cfg
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    WH_INIT_OBJ(l, WH_LISTENER_MAGIC);
     l->proxy = p;
     l->cfg = cfg;
     l->prep = listener_prep(p->gen, cfg);
@@ -144,7 +167,7 @@ static struct wh_listener *open_listener(struct wh_proxy *p, const struct wh_cfg
     if (!l->evl) {
         snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cfg->name, cfg->bind.text,
                  strerror(errno));
-        free(l);
+        WH_FREE_OBJ(l);
         return NULL;
     }
     evconnlistener_set_error_cb(l->evl, accept_error_cb);
@@ -187,13 +210,13 @@ struct wh_proxy *wh_proxy_new(struct event_base *base, const struct wh_config *c
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    p->magic = WH_PROXY_MAGIC;
+    WH_INIT_OBJ(p, WH_PROXY_MAGIC);
     p->base = base;
     p->worker_id = worker_id;
     TAILQ_INIT(&p->sessions);
     if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng) || p->rng == 0)
         p->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)p;
-    p->gen = gen_new(p, cfg, prep, release, release_arg);
+    p->gen = wh_gen_new(p, cfg, prep, release, release_arg);
     p->scratch = evbuffer_new();
     if (!p->gen || !p->scratch) {
         snprintf(err, errlen, "out of memory");
@@ -223,8 +246,7 @@ static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, struct wh_g
         if (kept || l->removed)
             continue;
         l->removed = 1;
-        l->pinned = old;
-        old->refs++;
+        l->pinned = wh_gen_hold(old);
         if (l->evl)
             evconnlistener_free(l->evl);
         l->evl = NULL;
@@ -256,7 +278,7 @@ static void reload_listeners(struct wh_proxy *p, struct wh_gen *old, struct wh_g
 int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg,
                     const struct wh_proxy_prep *prep, void (*release)(void *), void *release_arg)
 {
-    struct wh_gen *g = gen_new(p, cfg, prep, release, release_arg);
+    struct wh_gen *g = wh_gen_new(p, cfg, prep, release, release_arg);
     if (!g) {
         wh_log_error("proxy", "worker %d: reload: out of memory; keeping the old configuration",
                      p->worker_id);
@@ -273,7 +295,8 @@ int wh_proxy_reload(struct wh_proxy *p, const struct wh_config *cfg,
 
 static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_proxy *p = arg;
+    struct wh_proxy *p;
+    WH_CAST_OBJ(p, arg, WH_PROXY_MAGIC);
     wh_log_warn("proxy", "worker %d: %zu connections still open after the drain timeout",
                 p->worker_id, p->n_sessions);
     if (p->drain_done)
@@ -298,7 +321,8 @@ void wh_proxy_shutdown(struct wh_proxy *p, void (*done)(void *arg), void *arg)
 
 static void alog_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_proxy *p = arg;
+    struct wh_proxy *p;
+    WH_CAST_OBJ(p, arg, WH_PROXY_MAGIC);
     if (evbuffer_get_length(p->alog_buf) > 0)
         wh_access_log_flush(p->alog, p->alog_buf);
 }
@@ -323,11 +347,44 @@ size_t wh_proxy_sessions(const struct wh_proxy *p)
 
 void wh_proxy_stats(const struct wh_proxy *p, struct wh_proxy_stats *out)
 {
+    WH_CHECK_OBJ(p, WH_PROXY_MAGIC);
     out->open_connections = atomic_load_explicit(&p->open_sessions, memory_order_relaxed);
     for (int i = 0; i < 6; i++)
         out->responses[i] = atomic_load_explicit(&p->responses[i], memory_order_relaxed);
     for (int i = 0; i < 3; i++)
         out->tls_handshakes[i] = atomic_load_explicit(&p->tls_handshakes[i], memory_order_relaxed);
+}
+
+void wh_proxy_write_metrics(struct evbuffer *out, struct wh_proxy *const *proxies, int n)
+{
+    struct wh_proxy_stats sum = {0};
+    for (int i = 0; i < n; i++) {
+        struct wh_proxy_stats st;
+        wh_proxy_stats(proxies[i], &st);
+        sum.open_connections += st.open_connections;
+        for (int k = 0; k < 6; k++)
+            sum.responses[k] += st.responses[k];
+        for (int k = 0; k < 3; k++)
+            sum.tls_handshakes[k] += st.tls_handshakes[k];
+    }
+    evbuffer_add_printf(out,
+                        "# HELP wharf_workers Proxy worker threads.\n# TYPE wharf_workers gauge\n"
+                        "wharf_workers %d\n"
+                        "# HELP wharf_client_connections Open client connections.\n"
+                        "# TYPE wharf_client_connections gauge\nwharf_client_connections %llu\n"
+                        "# HELP wharf_http_responses_total Responses sent to clients by status "
+                        "class.\n# TYPE wharf_http_responses_total counter\n",
+                        n, (unsigned long long)sum.open_connections);
+    static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int k = 0; k < 6; k++)
+        evbuffer_add_printf(out, "wharf_http_responses_total{code_class=\"%s\"} %llu\n", cls[k],
+                            (unsigned long long)sum.responses[k]);
+    evbuffer_add_printf(out, "# HELP wharf_tls_handshakes_total TLS handshakes on https "
+                             "listeners by result.\n# TYPE wharf_tls_handshakes_total counter\n");
+    static const char *const result[3] = {"ok", "failed", "timeout"};
+    for (int k = 0; k < 3; k++)
+        evbuffer_add_printf(out, "wharf_tls_handshakes_total{result=\"%s\"} %llu\n", result[k],
+                            (unsigned long long)sum.tls_handshakes[k]);
 }
 
 void wh_proxy_free(struct wh_proxy *p)
@@ -339,7 +396,7 @@ void wh_proxy_free(struct wh_proxy *p)
     close_listeners(p);
     for (size_t i = 0; i < p->n_listeners; i++) {
         wh_gen_release(p->listeners[i]->pinned);
-        free(p->listeners[i]);
+        WH_FREE_OBJ(p->listeners[i]);
     }
     free(p->listeners);
     wh_gen_release(p->gen);
@@ -359,6 +416,5 @@ void wh_proxy_free(struct wh_proxy *p)
         wh_access_log_flush(p->alog, p->alog_buf);
         evbuffer_free(p->alog_buf);
     }
-    p->magic = 0;
-    free(p);
+    WH_FREE_OBJ(p);
 }

@@ -1,6 +1,10 @@
-/* A client connection and the exchange of each of its requests with an
- * upstream: parse the head strictly, route, forward head and body, relay the
- * response, then keep the connection for the next request or close it.
+/* A client connection and the HTTP exchange of each of its requests with
+ * an upstream: parse the head strictly, route, forward head and body, relay
+ * the response, then keep the connection for the next request or close it.
+ * The upstream connection is the pool's; it reports to the session through
+ * session_upstream_ops. After a 101 the bytes go through tunnel.c; what
+ * each request did is noted by access_record.c; writes go through send.c.
+ * None of those frees a session: only this file does.
  *
  * Functions that may free the session return -1 ("session gone"); their
  * callers must return at once. */
@@ -10,79 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "wharf/accesslog.h"
-
 #include "wharf/log.h"
-#include "proxy-int.h"
-
-enum sess_state {
-    SS_HEAD,    /* waiting for or reading a request head */
-    SS_FORWARD, /* routed: exchange with an upstream in progress */
-    SS_TUNNEL,  /* after 101 Switching Protocols: bytes both ways */
-    SS_DISCARD, /* answered here: reading and dropping the request body */
-    SS_CLOSING, /* flushing what we wrote, then closing */
-};
-
-enum resp_state { RS_NONE, RS_BODY };
-
-struct wh_session {
-    uint32_t magic;
-    struct wh_proxy *proxy;
-    struct wh_listener *listener;
-    struct bufferevent *bev;
-    TAILQ_ENTRY(wh_session) link;
-    char client_ip[INET6_ADDRSTRLEN];
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } peer; /* for source_ip conditions */
-    enum sess_state state;
-    struct event *timer; /* tls_handshake, client_header, then upstream_response deadline */
-    int tls;             /* an https listener's connection */
-    int handshaking;     /* TLS handshake not finished yet */
-
-    struct wh_http_parser req_parser;
-    struct wh_http_msg req;
-    struct wh_http_body req_body;
-    int req_keepalive;
-    int req_body_done;
-    uint64_t req_body_sent;
-    struct evbuffer *req_head; /* rewritten head, kept for a retry */
-    char request_id[129];
-    struct wh_gen *gen;                       /* held from a request's head to its end */
-    const struct wh_action *action;           /* the matched rule's, in gen */
-    const struct wh_cfg_target_group *tg_cfg; /* the forward group's, in gen */
-    struct wh_group *group;
-    struct wh_target *target;
-    struct wh_upconn *up;
-    int retried;
-    int upgrade;          /* the request asks for a protocol switch */
-    double tunnel_active; /* last time a byte crossed the tunnel */
-
-    struct wh_http_parser resp_parser;
-    struct wh_http_msg resp;
-    struct wh_http_body resp_body;
-    enum resp_state resp_state;
-    int resp_started; /* a byte of the response reached the client buffer */
-    int dechunk;
-    int close_after;
-    int lingering;
-
-    /* for the access log (filled only when it is on) */
-    int client_port;
-    double t_start, t_connect, t_sent, t_resp;
-    uint64_t bytes_in, bytes_out;
-    char method[16];
-    char path[256];
-    size_t path_len;
-};
+#include "wharf/obj.h"
+#include "session.h"
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -92,10 +31,22 @@ static int parse_request_head(struct wh_session *s);
 static int start_upstream(struct wh_session *s, const struct wh_target *exclude,
                           struct wh_target *pinned);
 static int next_request(struct wh_session *s);
-static int start_tunnel(struct wh_session *s, const char *buf);
-static int tunnel_recently_active(struct wh_session *s);
 static int read_timeout_forgiven(struct wh_session *s, struct bufferevent *bev, short what);
 static void handshake_done(struct wh_session *s);
+static void session_close_if_idle(struct wh_session *s);
+
+static void upstream_connected_cb(void *owner);
+static void upstream_readable_cb(void *owner);
+static void upstream_drained_cb(void *owner);
+static void upstream_event_cb(void *owner, short what);
+
+/* How the pool reports on the upstream connection a session holds. */
+static const struct wh_upconn_ops session_upstream_ops = {
+    .connected = upstream_connected_cb,
+    .readable = upstream_readable_cb,
+    .drained = upstream_drained_cb,
+    .event = upstream_event_cb,
+};
 
 static const struct wh_config *cfg_of(struct wh_session *s)
 {
@@ -105,77 +56,6 @@ static const struct wh_config *cfg_of(struct wh_session *s)
 static const char *scheme_of(const struct wh_session *s)
 {
     return s->tls ? "https" : "http";
-}
-
-/* ---- writing: straight to the socket when nothing is queued ----
- *
- * A bufferevent arms its write event for every byte added to its output and
- * disarms it once drained: two epoll_ctl calls and one more loop turn per
- * write. Writing first, and queueing only what the socket did not take,
- * keeps the common case to one send() (one SSL_write over TLS). */
-
-/* Largest write tried at once over TLS: SSL_write sends one record per call
- * (partial writes on), and the bytes are made contiguous first. */
-#define WH_TLS_DIRECT_MAX (16 * 1024)
-
-static int nothing_queued(struct bufferevent *bev)
-{
-    return evbuffer_get_length(bufferevent_get_output(bev)) == 0;
-}
-
-/* Bytes the TLS session took now. When it took none and asks to be
- * retried, OpenSSL holds the start of data in its record buffer: the caller
- * queues all of data, so libevent's next SSL_write starts with the same
- * bytes (moving write buffers are allowed, see tls_bufferevent). */
-static size_t tls_write_now(SSL *ssl, const void *data, size_t len)
-{
-    int w = SSL_write(ssl, data, (int)len);
-    if (w > 0)
-        return (size_t)w;
-    int e = SSL_get_error(ssl, w);
-    if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
-        ERR_clear_error(); /* libevent meets the error again and reports it */
-    return 0;
-}
-
-/* Bytes of data the peer took at once; 0 when something is queued already
- * (order) or the socket is full. */
-static size_t write_now(struct bufferevent *bev, const void *data, size_t len)
-{
-    if (!nothing_queued(bev))
-        return 0;
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (ssl)
-        return len <= WH_TLS_DIRECT_MAX ? tls_write_now(ssl, data, len) : 0;
-    ssize_t w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    return w > 0 ? (size_t)w : 0;
-}
-
-static void send_bytes(struct bufferevent *bev, const void *data, size_t len)
-{
-    size_t done = write_now(bev, data, len);
-    if (done < len)
-        evbuffer_add(bufferevent_get_output(bev), (const char *)data + done, len - done);
-}
-
-/* Move n bytes from the front of src to bev's peer. Over TLS the bytes are
- * made contiguous first, so a small response leaves as one record. */
-static void send_from(struct bufferevent *bev, struct evbuffer *src, size_t n)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (n > 0 && nothing_queued(bev)) {
-        if (!ssl) {
-            int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
-            if (w > 0)
-                n -= (size_t)w;
-        } else if (n <= WH_TLS_DIRECT_MAX) {
-            size_t done = tls_write_now(ssl, evbuffer_pullup(src, (ev_ssize_t)n), n);
-            evbuffer_drain(src, done);
-            n -= done;
-        }
-    }
-    if (n > 0)
-        evbuffer_remove_buffer(src, bufferevent_get_output(bev), n);
 }
 
 static void set_client_timeouts(struct wh_session *s)
@@ -197,7 +77,7 @@ static struct bufferevent *tls_bufferevent(struct wh_session *s, evutil_socket_t
         SSL_free(ssl);
         return NULL;
     }
-    /* Our own SSL_write calls (write_now) may leave a record for libevent
+    /* Our own SSL_write calls (send.c) may leave a record for libevent
      * to finish from a queued copy of the same bytes. */
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
@@ -216,7 +96,7 @@ void wh_session_accept(struct wh_listener *l, evutil_socket_t fd, struct sockadd
         evutil_closesocket(fd);
         return;
     }
-    s->magic = WH_SESSION_MAGIC;
+    WH_INIT_OBJ(s, WH_SESSION_MAGIC);
     s->proxy = p;
     s->listener = l;
     int one = 1;
@@ -311,8 +191,7 @@ void wh_session_free(struct wh_session *s)
         p->n_sessions--;
         atomic_store_explicit(&p->open_sessions, p->n_sessions, memory_order_relaxed);
     }
-    s->magic = 0;
-    free(s);
+    WH_FREE_OBJ(s);
     if (p->shutting_down && p->n_sessions == 0 && p->drain_done)
         p->drain_done(p->drain_arg);
 }
@@ -352,143 +231,14 @@ static void start_lingering(struct wh_session *s)
     bufferevent_enable(s->bev, EV_READ);
 }
 
-static double now_real(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int access_log_on(const struct wh_session *s)
-{
-    return s->proxy->alog != NULL;
-}
-
-static const char *error_code(int status)
-{
-    switch (status) {
-    case 400:
-        return "bad_request";
-    case 408:
-        return "client_header_timeout";
-    case 413:
-        return "body_too_large";
-    case 431:
-        return "header_too_large";
-    case 501:
-        return "unsupported_transfer_coding";
-    case 502:
-        return "bad_gateway";
-    case 503:
-        return "no_targets";
-    case 504:
-        return "upstream_timeout";
-    case 505:
-        return "version_not_supported";
-    default:
-        return "error";
-    }
-}
-
-static const char *action_name(enum wh_action_type t)
-{
-    return t == WH_ACTION_FORWARD    ? "forward"
-           : t == WH_ACTION_REDIRECT ? "redirect"
-                                     : "fixed-response";
-}
-
-static double since(double t0, double t1)
-{
-    return t0 > 0 && t1 >= t0 ? t1 - t0 : -1;
-}
-
-/* Bump a counter only this worker writes: a plain load and store, no
- * locked add; the control thread reads it for /metrics. */
-static void count_one(atomic_uint_fast64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
-/* One access-log line for the request that ends now. */
-static void log_request(struct wh_session *s, int status, const char *error)
-{
-    int cls = status >= 100 && status < 600 ? status / 100 : 0;
-    count_one(&s->proxy->responses[cls]);
-    /* The group's counters are shared by the workers: a real add. Every
-     * snapshot of a group points at the same counters. */
-    if (s->group && s->group->snap)
-        atomic_fetch_add_explicit(&s->group->snap->counters->responses[cls], 1,
-                                  memory_order_relaxed);
-    if (!access_log_on(s))
-        return;
-    double end = now_real();
-    struct wh_access_entry e = {
-        .time = s->t_start > 0 ? s->t_start : end,
-        .client_ip = s->client_ip,
-        .client_port = s->client_port,
-        .listener = s->listener->cfg->name,
-        .method = s->method[0] ? s->method : NULL,
-        .method_len = strlen(s->method),
-        .path = s->method[0] ? s->path : NULL,
-        .path_len = s->path_len,
-        .protocol = s->req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
-        .status = status,
-        .bytes_in = s->bytes_in + s->req_body_sent,
-        .bytes_out = s->bytes_out,
-        .target_group = s->group ? s->group->name : NULL,
-        .target = s->target ? s->target->addr.text : NULL,
-        .connect_time = since(s->t_connect, s->t_sent),
-        .response_time = since(s->t_sent, s->t_resp),
-        .total_time = since(s->t_start, end),
-        .request_id = s->request_id[0] ? s->request_id : NULL,
-        .error = error,
-        .matched_rule_priority = s->action ? s->action->priority : -1,
-        .actions_executed = s->action ? action_name(s->action->type) : NULL,
-    };
-    SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
-    if (ssl) {
-        e.ssl_protocol = SSL_get_version(ssl);
-        e.ssl_cipher = SSL_get_cipher_name(ssl);
-    }
-    wh_access_format(s->proxy->alog_buf, &e);
-    if (evbuffer_get_length(s->proxy->alog_buf) >= WH_ACCESS_LOG_FLUSH)
-        wh_access_log_flush(s->proxy->alog, s->proxy->alog_buf);
-}
-
-/* Remember what the log needs of the head before the head's bytes go. */
-static void note_request(struct wh_session *s, const char *buf)
-{
-    if (!access_log_on(s))
-        return;
-    size_t n = s->req.method_span.len < sizeof(s->method) - 1 ? s->req.method_span.len
-                                                              : sizeof(s->method) - 1;
-    memcpy(s->method, buf + s->req.method_span.off, n);
-    s->method[n] = '\0';
-    s->path_len = s->req.target.len < sizeof(s->path) ? s->req.target.len : sizeof(s->path);
-    memcpy(s->path, buf + s->req.target.off, s->path_len);
-    s->bytes_in = s->req.head_len;
-}
-
-/* What the log can say of a head the parser refused: the bytes read, and
- * the method and path when the request line itself was sound. */
-static void note_rejected(struct wh_session *s, const char *buf, size_t n)
-{
-    if (!access_log_on(s))
-        return;
-    if (s->req.method_span.len > 0 && s->req.target.len > 0)
-        note_request(s, buf);
-    s->bytes_in = n;
-}
-
 /* Send the response made here that waits in the worker's scratch buffer,
  * and log the request. */
 static void send_made_here(struct wh_session *s, int status, const char *error)
 {
     struct evbuffer *out = s->proxy->scratch;
-    s->bytes_out += evbuffer_get_length(out);
-    send_from(s->bev, out, evbuffer_get_length(out));
-    log_request(s, status, error);
+    s->rec.bytes_out += evbuffer_get_length(out);
+    wh_send_from(s->bev, out, evbuffer_get_length(out));
+    wh_access_record_end(s, status, error);
 }
 
 /* Answer with an error made here. Closes when asked, when the request body
@@ -502,7 +252,7 @@ static int reply_error(struct wh_session *s, int status, int force_close)
     evtimer_del(s->timer);
     int close = force_close || !s->req_keepalive || !s->req_body_done || s->proxy->shutting_down;
     wh_error_response(s->proxy->scratch, status, close, s->request_id);
-    send_made_here(s, status, error_code(status));
+    send_made_here(s, status, wh_access_record_error(status));
     wh_log_debug("proxy", "%s: %d %s", s->client_ip, status, wh_http_reason(status));
     if (close)
         return enter_closing(s);
@@ -536,9 +286,7 @@ static int next_request(struct wh_session *s)
     s->action = NULL;
     s->tg_cfg = NULL;
     s->request_id[0] = '\0';
-    s->method[0] = '\0';
-    s->t_start = s->t_connect = s->t_sent = s->t_resp = 0;
-    s->bytes_in = s->bytes_out = 0;
+    s->rec = (struct wh_access_record){0};
     set_client_timeouts(s);
     bufferevent_enable(s->bev, EV_READ);
     return parse_request_head(s);
@@ -580,7 +328,7 @@ static int move_request_body(struct wh_session *s, struct bufferevent *to)
         if (rc < 0)
             return rc;
         if (to)
-            send_from(to, in, consumed);
+            wh_send_from(to, in, consumed);
         else
             evbuffer_drain(in, consumed);
         s->req_body_sent += consumed;
@@ -616,16 +364,15 @@ static void start_response_timer(struct wh_session *s)
 }
 
 /* The upstream connection is up: send the head, then what body we have. */
-void wh_session_upstream_connected(struct wh_session *s)
+static void upstream_connected(struct wh_session *s)
 {
     struct wh_upconn *u = s->up;
     struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
     bufferevent_set_timeouts(u->bev, NULL, &idle);
     bufferevent_setwatermark(u->bev, EV_WRITE, WH_HIGH_WATER / 2, 0);
     size_t n = evbuffer_get_length(s->req_head);
-    send_bytes(u->bev, evbuffer_pullup(s->req_head, -1), n);
-    if (access_log_on(s))
-        s->t_sent = now_real();
+    wh_send_bytes(u->bev, evbuffer_pullup(s->req_head, -1), n);
+    wh_access_record_stamp(s, &s->rec.t_sent);
     bufferevent_enable(u->bev, EV_READ);
     start_response_timer(s);
     if (body_empty(&s->req_body)) {
@@ -655,19 +402,18 @@ static size_t group_size(const struct wh_group *g)
 static int start_upstream(struct wh_session *s, const struct wh_target *exclude,
                           struct wh_target *pinned)
 {
-    struct wh_target *t = pinned ? pinned : wh_balancer_pick(s->group, exclude);
+    struct wh_target *t = pinned ? pinned : wh_balance_group_pick(s->group, exclude);
     struct wh_pool *pool = t ? wh_pool_get(s->proxy, t) : NULL;
     if (!pool)
         return reply_error(s, t ? 500 : 502, 0);
     set_target(s, t);
-    s->up = exclude ? NULL : wh_pool_take(pool, s);
+    s->up = exclude ? NULL : wh_pool_take(pool, &session_upstream_ops, s);
     if (s->up) {
-        wh_session_upstream_connected(s);
+        upstream_connected(s);
         return 0;
     }
-    if (access_log_on(s))
-        s->t_connect = now_real();
-    s->up = wh_upconn_connect(s->proxy, pool, s);
+    wh_access_record_stamp(s, &s->rec.t_connect);
+    s->up = wh_upconn_connect(s->proxy, pool, &session_upstream_ops, s);
     if (!s->up) {
         wh_target_note_connect(t, 0);
         if (can_retry(s) && group_size(s->group) > 1) {
@@ -686,13 +432,13 @@ static int retry_fresh(struct wh_session *s)
     release_upstream(s, 0);
     evtimer_del(s->timer);
     struct wh_pool *pool = wh_pool_get(s->proxy, s->target);
-    s->up = pool ? wh_upconn_connect(s->proxy, pool, s) : NULL;
+    s->up = pool ? wh_upconn_connect(s->proxy, pool, &session_upstream_ops, s) : NULL;
     if (!s->up)
         return reply_error(s, 502, 0);
     return 0;
 }
 
-/* ---- routing: the listener's rules, then route.c's stickiness ---- */
+/* ---- routing: the listener's rules, then sticky.c's stickiness ---- */
 
 /* The request is answered here: its head leaves the input (the body, if
  * any, follows it there). */
@@ -767,7 +513,7 @@ static int route_request(struct wh_session *s, const char *buf, struct wh_target
         return -1;
     }
     const struct wh_listener_prep *lp = s->listener->prep;
-    int gi = a->groups[wh_route_forward_index(lp, a, buf, &s->req, &s->proxy->rng)].group_index;
+    int gi = a->groups[wh_sticky_forward_index(lp, a, buf, &s->req, &s->proxy->rng)].group_index;
     s->group = s->gen->groups[gi];
     s->tg_cfg = &s->gen->cfg->target_groups[gi];
     if (group_size(s->group) == 0) {
@@ -776,7 +522,7 @@ static int route_request(struct wh_session *s, const char *buf, struct wh_target
         return -1;
     }
     *pinned = s->tg_cfg->stickiness_enabled
-                  ? wh_route_pinned_target(lp, s->tg_cfg, s->group, buf, &s->req)
+                  ? wh_sticky_pinned_target(lp, s->tg_cfg, s->group, buf, &s->req)
                   : NULL;
     struct wh_fwd_info fwd = {
         .client_ip = s->client_ip,
@@ -805,8 +551,8 @@ static int parse_request_head(struct wh_session *s)
     if (len == 0 || s->state != SS_HEAD)
         return 0;
     start_header_timer(s);
-    if (access_log_on(s) && s->t_start == 0)
-        s->t_start = now_real();
+    if (s->rec.t_start == 0)
+        wh_access_record_stamp(s, &s->rec.t_start);
     size_t max = cfg_of(s)->limits.max_header_bytes + 1;
     size_t n = len < max ? len : max;
     const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
@@ -815,15 +561,15 @@ static int parse_request_head(struct wh_session *s)
         return 0;
     evtimer_del(s->timer);
     if (rc < 0) {
-        note_rejected(s, buf, n);
+        wh_access_record_rejected(s, buf, n);
         return reply_error(s, -rc, 1);
     }
-    s->gen = wh_gen_acquire(s->proxy);
+    s->gen = wh_gen_hold(s->proxy->gen);
     s->req_keepalive = wh_http_keep_alive(&s->req);
     s->upgrade = (s->req.flags & WH_HTTP_F_UPGRADE) && (s->req.flags & WH_HTTP_F_CONN_UPGRADE) &&
                  s->req.version_minor == 1;
     wh_request_id_pick(buf, &s->req, &s->proxy->rng, s->request_id);
-    note_request(s, buf);
+    wh_access_record_request(s, buf);
     uint64_t max_body = cfg_of(s)->limits.max_body_bytes;
     if (max_body && (s->req.flags & WH_HTTP_F_CONTENT_LENGTH) && s->req.content_length > max_body)
         return reply_error(s, 413, 1);
@@ -836,7 +582,7 @@ static int parse_request_head(struct wh_session *s)
     s->state = SS_FORWARD;
     if ((s->req.flags & WH_HTTP_F_EXPECT_CONTINUE) && s->req.version_minor == 1 &&
         s->req.body_mode != WH_BODY_NONE)
-        send_bytes(s->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        wh_send_bytes(s->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return start_upstream(s, NULL, pinned);
 }
 
@@ -844,7 +590,7 @@ static int parse_request_head(struct wh_session *s)
 
 static int finish_response(struct wh_session *s)
 {
-    log_request(s, s->resp.status, NULL);
+    wh_access_record_end(s, s->resp.status, NULL);
     int upstream_reusable = s->req_body_done && s->resp_body.mode != WH_BODY_UNTIL_CLOSE &&
                             wh_http_keep_alive(&s->resp);
     release_upstream(s, upstream_reusable);
@@ -869,15 +615,15 @@ static int pump_response_body(struct wh_session *s)
         if (s->dechunk) {
             evbuffer_add(out, (const char *)v.iov_base + poff, plen);
             evbuffer_drain(in, consumed);
-            s->bytes_out += plen;
+            s->rec.bytes_out += plen;
         } else {
             evbuffer_remove_buffer(in, out, consumed);
-            s->bytes_out += consumed;
+            s->rec.bytes_out += consumed;
         }
         if (consumed == 0)
             break;
     }
-    send_from(s->bev, out, evbuffer_get_length(out));
+    wh_send_from(s->bev, out, evbuffer_get_length(out));
     if (rc < 0)
         return enter_closing(s); /* the response is half sent: close */
     if (rc == WH_HTTP_DONE)
@@ -901,53 +647,6 @@ static unsigned response_flags(struct wh_session *s)
     return flags;
 }
 
-/* ---- tunnels (WebSocket and other upgrades) ---- */
-
-/* Move what one side sent to the other, stopping reads while the other side
- * is behind. */
-static double loop_now(struct wh_session *s)
-{
-    struct timeval tv;
-    event_base_gettimeofday_cached(s->proxy->base, &tv);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
-static int tunnel_recently_active(struct wh_session *s)
-{
-    return loop_now(s) - s->tunnel_active < s->listener->cfg->idle_timeout;
-}
-
-static void tunnel_pump(struct wh_session *s, struct bufferevent *from, struct bufferevent *to)
-{
-    struct evbuffer *in = bufferevent_get_input(from);
-    if (evbuffer_get_length(in) > 0)
-        s->tunnel_active = loop_now(s);
-    send_from(to, in, evbuffer_get_length(in));
-    if (evbuffer_get_length(bufferevent_get_output(to)) >= WH_HIGH_WATER)
-        bufferevent_disable(from, EV_READ);
-}
-
-static int start_tunnel(struct wh_session *s, const char *buf)
-{
-    evtimer_del(s->timer);
-    struct evbuffer *out = s->proxy->scratch;
-    wh_rewrite_response(out, buf, &s->resp, WH_RESP_UPGRADE, NULL);
-    send_from(s->bev, out, evbuffer_get_length(out));
-    evbuffer_drain(bufferevent_get_input(s->up->bev), s->resp.head_len);
-    evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
-    s->resp_started = 1;
-    s->state = SS_TUNNEL;
-    if (access_log_on(s))
-        s->t_resp = now_real();
-    log_request(s, 101, NULL);
-    struct timeval idle = wh_tv(s->listener->cfg->idle_timeout);
-    bufferevent_set_timeouts(s->up->bev, &idle, &idle);
-    tunnel_pump(s, s->up->bev, s->bev);
-    tunnel_pump(s, s->bev, s->up->bev);
-    bufferevent_enable(s->bev, EV_READ);
-    return 0;
-}
-
 /* Parse the response head; 1xx interim responses are dropped (we answered
  * 100-continue ourselves). Returns 1 when the head is done. */
 static int parse_response_head(struct wh_session *s)
@@ -966,7 +665,7 @@ static int parse_response_head(struct wh_session *s)
         if (rc < 0 || (s->resp.status == 101 && !s->upgrade))
             return reply_error(s, 502, 0);
         if (s->resp.status == 101)
-            return start_tunnel(s, buf);
+            return wh_tunnel_start(s, buf);
         if (s->resp.status >= 200)
             break;
         evbuffer_drain(in, s->resp.head_len);
@@ -984,13 +683,12 @@ static int parse_response_head(struct wh_session *s)
     struct evbuffer *out = s->proxy->scratch;
     char cookies[2 * WH_STICKY_VALUE_MAX + 2 * WH_NAME_MAX + 160];
     /* a forwarded request: its action forwards, its group is known */
-    const char *extra = wh_route_set_cookies(s->listener->prep, s->tg_cfg,
-                                             s->tg_cfg->stickiness_enabled ? s->target : NULL,
-                                             s->action->stickiness, cookies, sizeof(cookies));
+    const char *extra = wh_sticky_set_cookies(s->listener->prep, s->tg_cfg,
+                                              s->tg_cfg->stickiness_enabled ? s->target : NULL,
+                                              s->action->stickiness, cookies, sizeof(cookies));
     wh_rewrite_response(out, buf, &s->resp, response_flags(s), extra);
-    s->bytes_out += evbuffer_get_length(out);
-    if (access_log_on(s))
-        s->t_resp = now_real();
+    s->rec.bytes_out += evbuffer_get_length(out);
+    wh_access_record_stamp(s, &s->rec.t_resp);
     evbuffer_drain(in, s->resp.head_len);
     evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
     s->resp_started = 1;
@@ -1000,10 +698,10 @@ static int parse_response_head(struct wh_session *s)
     return 1;
 }
 
-void wh_session_upstream_read(struct wh_session *s)
+static void upstream_read(struct wh_session *s)
 {
     if (s->state == SS_TUNNEL) {
-        tunnel_pump(s, s->up->bev, s->bev);
+        wh_tunnel_pump(s, s->up->bev, s->bev);
         return;
     }
     if (s->resp_state == RS_NONE) {
@@ -1015,13 +713,13 @@ void wh_session_upstream_read(struct wh_session *s)
 }
 
 /* The upstream went away or timed out. */
-void wh_session_upstream_event(struct wh_session *s, short what)
+static void upstream_event(struct wh_session *s, short what)
 {
     struct wh_upconn *u = s->up;
     if (s->state == SS_TUNNEL) {
         if (read_timeout_forgiven(s, u->bev, what))
             return;
-        tunnel_pump(s, u->bev, s->bev);
+        wh_tunnel_pump(s, u->bev, s->bev);
         enter_closing(s); /* deliver what the upstream said last, then close */
         return;
     }
@@ -1065,7 +763,7 @@ void wh_session_upstream_event(struct wh_session *s, short what)
     reply_error(s, 502, 0);
 }
 
-void wh_session_upstream_drained(struct wh_session *s)
+static void upstream_drained(struct wh_session *s)
 {
     if (s->state == SS_TUNNEL) {
         bufferevent_enable(s->bev, EV_READ);
@@ -1077,11 +775,42 @@ void wh_session_upstream_drained(struct wh_session *s)
     }
 }
 
+/* ---- the pool's callbacks: the upstream connection this session holds ---- */
+
+static void upstream_connected_cb(void *owner)
+{
+    struct wh_session *s;
+    WH_CAST_OBJ(s, owner, WH_SESSION_MAGIC);
+    upstream_connected(s);
+}
+
+static void upstream_readable_cb(void *owner)
+{
+    struct wh_session *s;
+    WH_CAST_OBJ(s, owner, WH_SESSION_MAGIC);
+    upstream_read(s);
+}
+
+static void upstream_drained_cb(void *owner)
+{
+    struct wh_session *s;
+    WH_CAST_OBJ(s, owner, WH_SESSION_MAGIC);
+    upstream_drained(s);
+}
+
+static void upstream_event_cb(void *owner, short what)
+{
+    struct wh_session *s;
+    WH_CAST_OBJ(s, owner, WH_SESSION_MAGIC);
+    upstream_event(s, what);
+}
+
 /* ---- client events ---- */
 
 static void client_read_cb(struct bufferevent *bev, void *arg)
 {
-    struct wh_session *s = arg;
+    struct wh_session *s;
+    WH_CAST_OBJ(s, arg, WH_SESSION_MAGIC);
     if (s->handshaking)
         handshake_done(s);
     switch (s->state) {
@@ -1092,7 +821,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         pump_request_body(s);
         break;
     case SS_TUNNEL:
-        tunnel_pump(s, s->bev, s->up->bev);
+        wh_tunnel_pump(s, s->bev, s->up->bev);
         break;
     case SS_DISCARD:
         discard_body(s);
@@ -1107,7 +836,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
-    struct wh_session *s = arg;
+    struct wh_session *s;
+    WH_CAST_OBJ(s, arg, WH_SESSION_MAGIC);
     if (s->state == SS_CLOSING) {
         if (!s->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             start_lingering(s);
@@ -1119,7 +849,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     }
     if (s->up && s->resp_state == RS_BODY) {
         bufferevent_enable(s->up->bev, EV_READ);
-        wh_session_upstream_read(s);
+        upstream_read(s);
     }
 }
 
@@ -1130,7 +860,7 @@ static int read_timeout_forgiven(struct wh_session *s, struct bufferevent *bev, 
     if (!(what & BEV_EVENT_TIMEOUT) || !(what & BEV_EVENT_READING))
         return 0;
     int waiting = s->state == SS_FORWARD && s->req_body_done && bev == s->bev;
-    if (!waiting && !(s->state == SS_TUNNEL && tunnel_recently_active(s)))
+    if (!waiting && !(s->state == SS_TUNNEL && wh_tunnel_recently_active(s)))
         return 0;
     bufferevent_enable(bev, EV_READ);
     return 1;
@@ -1140,14 +870,14 @@ static void handshake_done(struct wh_session *s)
 {
     s->handshaking = 0;
     evtimer_del(s->timer);
-    count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_OK]);
+    wh_count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_OK]);
 }
 
 /* A connection that ends before its handshake did: garbage, plain HTTP, a
  * protocol or certificate the client refused, or a client that left. */
 static void handshake_failed(struct wh_session *s)
 {
-    count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_FAILED]);
+    wh_count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_FAILED]);
     unsigned long e = bufferevent_get_openssl_error(s->bev);
     if (e) {
         char text[160];
@@ -1160,7 +890,8 @@ static void handshake_failed(struct wh_session *s)
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    struct wh_session *s = arg;
+    struct wh_session *s;
+    WH_CAST_OBJ(s, arg, WH_SESSION_MAGIC);
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake finished */
         handshake_done(s);
         return;
@@ -1179,10 +910,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_session *s = arg;
+    struct wh_session *s;
+    WH_CAST_OBJ(s, arg, WH_SESSION_MAGIC);
     if (s->state == SS_CLOSING || s->handshaking) {
         if (s->handshaking) {
-            count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_TIMEOUT]);
+            wh_count_one(&s->proxy->tls_handshakes[WH_TLS_HANDSHAKE_TIMEOUT]);
             wh_log_debug("proxy", "%s: TLS handshake timed out", s->client_ip);
         }
         wh_session_free(s); /* lingering is over, or the handshake took too long */
@@ -1212,11 +944,11 @@ void wh_sessions_close_idle(struct wh_proxy *p)
     struct wh_session *s, *next;
     for (s = TAILQ_FIRST(&p->sessions); s; s = next) {
         next = TAILQ_NEXT(s, link);
-        wh_session_close_if_idle(s);
+        session_close_if_idle(s);
     }
 }
 
-void wh_session_close_if_idle(struct wh_session *s)
+static void session_close_if_idle(struct wh_session *s)
 {
     if (s->state == SS_HEAD && evbuffer_get_length(bufferevent_get_input(s->bev)) == 0)
         wh_session_free(s);

@@ -1,18 +1,27 @@
-/* Stickiness cookies: see sticky.h for the format.
+/* Stickiness cookies: their format and checks (see sticky.h), and on top
+ * of them what a request's cookies pin and what its response sets
+ * (wh_sticky_forward_index, wh_sticky_pinned_target, wh_sticky_set_cookies:
+ * proxy-int.h, they read a listener's prep and a worker's group):
+ *
+ *   wharf-lb-GROUP     "GROUP\nADDRESS": the target, while it is healthy
+ *   wharf-tg-LISTENER  "GROUP": the forward group, while it has weight
  *
  * The decoder is strict so that one value has exactly one encoding: only
  * the base64url alphabet, no padding, no length that base64 cannot produce,
  * and zero unused bits in the last character. Otherwise flipping the low
  * bits of the last character would give a second valid cookie. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "proxy-int.h"
 #include "sticky.h"
 #include "wharf/log.h"
 
@@ -243,4 +252,88 @@ int wh_cookie_find(const char *buf, const struct wh_http_msg *req, const char *n
             return 1;
     }
     return 0;
+}
+
+/* ---- a request's cookies ---- */
+
+static int64_t sticky_wall_seconds(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* The payload of a valid stickiness cookie `name`, or -1. */
+static int sticky_cookie_payload(const struct wh_listener_prep *lp, const char *buf,
+                                 const struct wh_http_msg *req, const char *name, char *out,
+                                 size_t outlen)
+{
+    const char *v;
+    size_t len;
+    if (!wh_cookie_find(buf, req, name, strlen(name), &v, &len))
+        return -1;
+    return wh_sticky_decode(&lp->key, v, len, sticky_wall_seconds(), out, outlen);
+}
+
+static void sticky_target_cookie_name(const struct wh_cfg_target_group *tg, char *out,
+                                      size_t outlen)
+{
+    snprintf(out, outlen, "wharf-lb-%s", tg->name);
+}
+
+int wh_sticky_forward_index(const struct wh_listener_prep *lp, const struct wh_action *a,
+                            const char *buf, const struct wh_http_msg *req, uint64_t *rng)
+{
+    if (a->stickiness > 0) {
+        char name[WH_STICKY_PAYLOAD_MAX + 1];
+        int n = sticky_cookie_payload(lp, buf, req, lp->tg_cookie, name, sizeof(name));
+        for (size_t i = 0; n > 0 && i < a->n_groups; i++)
+            if (a->groups[i].weight > 0 && strcmp(a->groups[i].name, name) == 0)
+                return (int)i;
+    }
+    return a->n_groups == 1 ? 0 : wh_forward_pick(a, rng);
+}
+
+struct wh_target *wh_sticky_pinned_target(const struct wh_listener_prep *lp,
+                                          const struct wh_cfg_target_group *tg, struct wh_group *g,
+                                          const char *buf, const struct wh_http_msg *req)
+{
+    char name[WH_NAME_MAX + 16], payload[WH_STICKY_PAYLOAD_MAX + 1];
+    sticky_target_cookie_name(tg, name, sizeof(name));
+    int n = sticky_cookie_payload(lp, buf, req, name, payload, sizeof(payload));
+    size_t glen = strlen(tg->name);
+    if (n <= (int)glen + 1 || memcmp(payload, tg->name, glen) != 0 || payload[glen] != '\n')
+        return NULL; /* absent, forged, expired, or another group's */
+    return wh_balance_group_find(g, payload + glen + 1, (size_t)n - glen - 1);
+}
+
+/* Append one Set-Cookie line for payload to out at *used. */
+static void sticky_add_set_cookie(const struct wh_listener_prep *lp, const char *name,
+                                  const char *payload, size_t len, int64_t max_age, char *out,
+                                  size_t outlen, size_t *used)
+{
+    char value[WH_STICKY_VALUE_MAX];
+    if (*used >= outlen || wh_sticky_encode(&lp->key, payload, len, sticky_wall_seconds() + max_age,
+                                            value, sizeof(value)) <= 0)
+        return;
+    *used += (size_t)snprintf(out + *used, outlen - *used,
+                              "Set-Cookie: %s=%s; Path=/; Max-Age=%lld; HttpOnly\r\n", name, value,
+                              (long long)max_age);
+}
+
+const char *wh_sticky_set_cookies(const struct wh_listener_prep *lp,
+                                  const struct wh_cfg_target_group *tg, const struct wh_target *t,
+                                  double group_stickiness, char *out, size_t outlen)
+{
+    size_t used = 0;
+    if (t) {
+        char name[WH_NAME_MAX + 16], payload[WH_STICKY_PAYLOAD_MAX + 1];
+        int n = snprintf(payload, sizeof(payload), "%s\n%s", tg->name, t->addr.text);
+        sticky_target_cookie_name(tg, name, sizeof(name));
+        if (n > 0 && (size_t)n < sizeof(payload))
+            sticky_add_set_cookie(lp, name, payload, (size_t)n, (int64_t)tg->stickiness_duration,
+                                  out, outlen, &used);
+    }
+    if (group_stickiness > 0)
+        sticky_add_set_cookie(lp, lp->tg_cookie, tg->name, strlen(tg->name),
+                              (int64_t)group_stickiness, out, outlen, &used);
+    return used > 0 && used < outlen ? out : NULL;
 }

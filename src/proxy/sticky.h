@@ -7,6 +7,10 @@
  *   HMAC-SHA256(key, expires | payload) truncated to 16 bytes.
  * The payload is opaque here (the proxy uses "group\ntarget-address" for
  * target stickiness and "group" for group stickiness).
+ *
+ * sticky.c also reads and sets them on requests (wh_sticky_forward_index,
+ * wh_sticky_pinned_target, wh_sticky_set_cookies), declared in proxy-int.h
+ * with the listener's and the worker's types.
  */
 #ifndef WHARF_PROXY_STICKY_H
 #define WHARF_PROXY_STICKY_H

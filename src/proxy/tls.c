@@ -31,7 +31,9 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#define TLS_MAGIC 0x544c5353u /* "TLSS" */
+#include "wharf/obj.h"
+
+#define WH_TLS_SERVER_MAGIC 0x544c5353u /* "TLSS" */
 
 /* TLS 1.2 only (1.3 suites are set apart): forward secrecy and AEAD. */
 #define TLS_CIPHERS_12                                                                             \
@@ -72,8 +74,10 @@ static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
     (void)idx;
     (void)argl;
     (void)argp;
-    if (ptr)
-        tls_release(ptr);
+    struct wh_tls_server *ts = ptr;
+    WH_CHECK_OBJ_ORNULL(ts, WH_TLS_SERVER_MAGIC);
+    if (ts)
+        tls_release(ts);
 }
 
 static void tls_init_once(void)
@@ -231,7 +235,8 @@ static int tls_name_matches(const char *name, const char *sn, size_t len, int wi
 
 int wh_tls_server_select(const struct wh_tls_server *ts, const char *servername)
 {
-    if (!ts || ts->magic != TLS_MAGIC || !servername)
+    WH_CHECK_OBJ_ORNULL(ts, WH_TLS_SERVER_MAGIC);
+    if (!ts || !servername)
         return 0;
     size_t len = strlen(servername);
     if (len > 0 && servername[len - 1] == '.')
@@ -254,7 +259,8 @@ int wh_tls_server_select(const struct wh_tls_server *ts, const char *servername)
 static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 {
     (void)alert;
-    const struct wh_tls_server *ts = arg;
+    const struct wh_tls_server *ts;
+    WH_CAST_OBJ(ts, arg, WH_TLS_SERVER_MAGIC);
     int i = wh_tls_server_select(ts, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
     SSL_CTX *want = ts->certs[i].ctx;
     if (SSL_get_SSL_CTX(ssl) != want && SSL_set_SSL_CTX(ssl, want) != want)
@@ -418,14 +424,13 @@ static int tls_ctx_load(struct tls_cert *c, const struct wh_config *cfg,
  * default context owns ts. */
 static void tls_release(struct wh_tls_server *ts)
 {
-    ts->magic = 0;
     for (size_t i = 0; i < ts->n_certs; i++) {
         if (i > 0)
             SSL_CTX_free(ts->certs[i].ctx);
         tls_names_free(&ts->certs[i]);
     }
     free(ts->certs);
-    free(ts);
+    WH_FREE_OBJ(ts);
 }
 
 struct wh_tls_server *wh_tls_server_new(const struct wh_config *cfg,
@@ -450,7 +455,7 @@ struct wh_tls_server *wh_tls_server_new(const struct wh_config *cfg,
         tls_fail(err, errlen, cfg, l, SIZE_MAX, "out of memory");
         goto err;
     }
-    ts->magic = TLS_MAGIC;
+    WH_INIT_OBJ(ts, WH_TLS_SERVER_MAGIC);
     for (size_t i = 0; i < l->n_certificates; i++) {
         struct tls_cert *c = &ts->certs[i];
         c->ctx = SSL_CTX_new(TLS_server_method());
@@ -481,14 +486,16 @@ err:
 
 void wh_tls_server_free(struct wh_tls_server *ts)
 {
-    if (!ts || ts->magic != TLS_MAGIC)
+    WH_CHECK_OBJ_ORNULL(ts, WH_TLS_SERVER_MAGIC);
+    if (!ts)
         return;
     SSL_CTX_free(ts->certs[0].ctx);
 }
 
 SSL_CTX *wh_tls_server_ctx(const struct wh_tls_server *ts)
 {
-    if (!ts || ts->magic != TLS_MAGIC)
+    WH_CHECK_OBJ_ORNULL(ts, WH_TLS_SERVER_MAGIC);
+    if (!ts)
         return NULL;
     return ts->certs[0].ctx;
 }

@@ -1,5 +1,5 @@
-/* Unit tests of target selection (src/proxy/balance.c) and stickiness
- * cookies (src/proxy/sticky.c).
+/* Unit tests of target selection (src/proxy/balance.c: the algorithms and a
+ * worker's group) and stickiness cookies (src/proxy/sticky.c).
  *
  * Snapshots, targets and actions are built by hand as plain structs (never
  * unref'd). Distribution tests use a fixed seed, so they are reproducible;
@@ -630,7 +630,49 @@ static void test_cookie_find(void **state)
     wh_http_msg_free(&r.m);
 }
 
-/* ---- route.c: the cookies a response sets pin the next request ---- */
+/* ---- a worker's group (wh_balance_group_pick, wh_balance_group_find) ---- */
+
+static void test_group_pick_and_find_read_the_current_snapshot(void **state)
+{
+    (void)state;
+    struct group g;
+    group_init(&g, WH_ALGO_ROUND_ROBIN, 3, NULL);
+    struct wh_tg_counters counters;
+    memset(&counters, 0, sizeof(counters));
+    atomic_init(&counters.fail_open_requests, 0);
+    g.s.counters = &counters;
+    struct wh_group wg = {.bal = bal_state()};
+
+    /* no snapshot yet, then an empty one: nothing to pick or find */
+    assert_null(wh_balance_group_pick(&wg, NULL));
+    assert_null(wh_balance_group_find(&wg, "10.0.0.1:80", 11));
+    wg.snap = &g.s;
+    g.s.n = 0;
+    assert_null(wh_balance_group_pick(&wg, NULL));
+    g.s.n = 3;
+
+    /* the snapshot's algorithm, in turn, never the excluded target */
+    assert_ptr_equal(wh_balance_group_pick(&wg, NULL), &g.t[0]);
+    assert_ptr_equal(wh_balance_group_pick(&wg, NULL), &g.t[1]);
+    for (int i = 0; i < 10; i++)
+        assert_ptr_not_equal(wh_balance_group_pick(&wg, &g.t[2]), &g.t[2]);
+    assert_int_equal(atomic_load(&counters.fail_open_requests), 0);
+
+    /* find: by the exact address text (a prefix is not enough) */
+    assert_ptr_equal(wh_balance_group_find(&wg, "10.0.0.2:80", 11), &g.t[1]);
+    assert_null(wh_balance_group_find(&wg, "10.0.0.2:8", 10));
+    assert_null(wh_balance_group_find(&wg, "10.0.0.9:80", 11));
+    assert_null(wh_balance_group_find(&wg, "", 0));
+
+    /* fail-open: picks still come and are counted; stickiness finds none */
+    g.s.fail_open = 1;
+    assert_non_null(wh_balance_group_pick(&wg, NULL));
+    assert_non_null(wh_balance_group_pick(&wg, NULL));
+    assert_int_equal(atomic_load(&counters.fail_open_requests), 2);
+    assert_null(wh_balance_group_find(&wg, "10.0.0.2:80", 11));
+}
+
+/* ---- sticky.c: the cookies a response sets pin the next request ---- */
 
 /* A request head carrying the value of each Set-Cookie line in `set`. */
 static void request_with_cookies(const char *set, char *out, size_t outlen)
@@ -644,7 +686,7 @@ static void request_with_cookies(const char *set, char *out, size_t outlen)
     snprintf(out + used, outlen - used, "\r\n\r\n");
 }
 
-static void test_route_cookies_pin_target_and_group(void **state)
+static void test_sticky_cookies_pin_target_and_group(void **state)
 {
     (void)state;
     struct group g;
@@ -658,7 +700,7 @@ static void test_route_cookies_pin_target_and_group(void **state)
     snprintf(tg.name, sizeof(tg.name), "web");
 
     char set[1024], head[2048];
-    assert_ptr_equal(wh_route_set_cookies(&lp, &tg, &g.t[1], 30, set, sizeof(set)), set);
+    assert_ptr_equal(wh_sticky_set_cookies(&lp, &tg, &g.t[1], 30, set, sizeof(set)), set);
     assert_non_null(strstr(set, "Set-Cookie: wharf-lb-web="));
     assert_non_null(strstr(set, "; Path=/; Max-Age=60; HttpOnly\r\n"));
     assert_non_null(strstr(set, "Set-Cookie: wharf-tg-http="));
@@ -666,7 +708,7 @@ static void test_route_cookies_pin_target_and_group(void **state)
     request_with_cookies(set, head, sizeof(head));
     struct parsed r;
     parse(&r, head);
-    assert_ptr_equal(wh_route_pinned_target(&lp, &tg, &wg, r.buf, &r.m), &g.t[1]);
+    assert_ptr_equal(wh_sticky_pinned_target(&lp, &tg, &wg, r.buf, &r.m), &g.t[1]);
 
     /* the group cookie: "web" wins while it has weight, whatever the draw */
     struct wh_action a = {.type = WH_ACTION_FORWARD, .n_groups = 2, .stickiness = 30};
@@ -675,17 +717,17 @@ static void test_route_cookies_pin_target_and_group(void **state)
     a.total_weight = 1000;
     uint64_t rng = SEED;
     for (int i = 0; i < 100; i++)
-        assert_int_equal(wh_route_forward_index(&lp, &a, r.buf, &r.m, &rng), 1);
+        assert_int_equal(wh_sticky_forward_index(&lp, &a, r.buf, &r.m, &rng), 1);
     a.groups[1].weight = 0; /* weight 0: the cookie no longer holds */
     a.total_weight = 999;
-    assert_int_equal(wh_route_forward_index(&lp, &a, r.buf, &r.m, &rng), 0);
+    assert_int_equal(wh_sticky_forward_index(&lp, &a, r.buf, &r.m, &rng), 0);
 
     /* unhealthy (fail-open snapshot) or gone: not honoured */
     g.s.fail_open = 1;
-    assert_null(wh_route_pinned_target(&lp, &tg, &wg, r.buf, &r.m));
+    assert_null(wh_sticky_pinned_target(&lp, &tg, &wg, r.buf, &r.m));
     g.s.fail_open = 0;
     g.s.n = 1; /* only 10.0.0.1 left */
-    assert_null(wh_route_pinned_target(&lp, &tg, &wg, r.buf, &r.m));
+    assert_null(wh_sticky_pinned_target(&lp, &tg, &wg, r.buf, &r.m));
     g.s.n = 3;
     wh_http_msg_free(&r.m);
 
@@ -700,16 +742,16 @@ static void test_route_cookies_pin_target_and_group(void **state)
              "GET / HTTP/1.1\r\nHost: x\r\nCookie: wharf-lb-api=%.*s\r\n\r\n",
              (int)strcspn(v + 13, ";\r"), v + 13);
     parse(&r, renamed);
-    assert_null(wh_route_pinned_target(&lp, &api, &wg, r.buf, &r.m));
+    assert_null(wh_sticky_pinned_target(&lp, &api, &wg, r.buf, &r.m));
     wh_http_msg_free(&r.m);
     struct wh_listener_prep other = lp;
     wh_sticky_key_init(&other.key, "another secret");
     parse(&r, head);
-    assert_null(wh_route_pinned_target(&other, &tg, &wg, r.buf, &r.m));
+    assert_null(wh_sticky_pinned_target(&other, &tg, &wg, r.buf, &r.m));
     wh_http_msg_free(&r.m);
 
     /* nothing to set */
-    assert_null(wh_route_set_cookies(&lp, &tg, NULL, 0, set, sizeof(set)));
+    assert_null(wh_sticky_set_cookies(&lp, &tg, NULL, 0, set, sizeof(set)));
 }
 
 int main(void)
@@ -731,7 +773,8 @@ int main(void)
         cmocka_unit_test(test_sticky_rejects_truncated_garbage_overlong),
         cmocka_unit_test(test_sticky_keys_same_secret_agree_and_process_key_is_stable),
         cmocka_unit_test(test_cookie_find),
-        cmocka_unit_test(test_route_cookies_pin_target_and_group),
+        cmocka_unit_test(test_group_pick_and_find_read_the_current_snapshot),
+        cmocka_unit_test(test_sticky_cookies_pin_target_and_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

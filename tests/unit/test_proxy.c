@@ -1,211 +1,260 @@
-/* Unit tests of the proxy's head rewriting (src/proxy/headers.c). */
+/* Unit tests of a worker's proxy (src/proxy/proxy.c): real wh_proxy
+ * objects on one event_base, serving a configuration whose listener
+ * answers every request itself (fixed_response), on an ephemeral port, to
+ * clients on loopback sockets. What they prove: the daemon's proxy metrics
+ * (wh_proxy_write_metrics) in the Prometheus text /metrics serves, summed
+ * over the workers, and what traffic does to them. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "../../src/proxy/proxy-int.h"
 
-struct rewritten {
-    char text[4096];
+/* The metrics text for n workers and these sums, as main.c served it
+ * before the proxy wrote it (byte for byte). */
+static void expected_metrics(char *out, size_t outlen, int n, unsigned long long conns,
+                             const unsigned long long resp[6], const unsigned long long tls[3])
+{
+    snprintf(out, outlen,
+             "# HELP wharf_workers Proxy worker threads.\n"
+             "# TYPE wharf_workers gauge\n"
+             "wharf_workers %d\n"
+             "# HELP wharf_client_connections Open client connections.\n"
+             "# TYPE wharf_client_connections gauge\n"
+             "wharf_client_connections %llu\n"
+             "# HELP wharf_http_responses_total Responses sent to clients by status class.\n"
+             "# TYPE wharf_http_responses_total counter\n"
+             "wharf_http_responses_total{code_class=\"other\"} %llu\n"
+             "wharf_http_responses_total{code_class=\"1xx\"} %llu\n"
+             "wharf_http_responses_total{code_class=\"2xx\"} %llu\n"
+             "wharf_http_responses_total{code_class=\"3xx\"} %llu\n"
+             "wharf_http_responses_total{code_class=\"4xx\"} %llu\n"
+             "wharf_http_responses_total{code_class=\"5xx\"} %llu\n"
+             "# HELP wharf_tls_handshakes_total TLS handshakes on https listeners by result.\n"
+             "# TYPE wharf_tls_handshakes_total counter\n"
+             "wharf_tls_handshakes_total{result=\"ok\"} %llu\n"
+             "wharf_tls_handshakes_total{result=\"failed\"} %llu\n"
+             "wharf_tls_handshakes_total{result=\"timeout\"} %llu\n",
+             n, conns, resp[0], resp[1], resp[2], resp[3], resp[4], resp[5], tls[0], tls[1],
+             tls[2]);
+}
+
+/* What wh_proxy_write_metrics wrote for these proxies. */
+static char *metrics_of(struct wh_proxy *const *proxies, int n)
+{
+    struct evbuffer *b = evbuffer_new();
+    assert_non_null(b);
+    wh_proxy_write_metrics(b, proxies, n);
+    size_t len = evbuffer_get_length(b);
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    evbuffer_remove(b, text, len);
+    text[len] = '\0';
+    evbuffer_free(b);
+    return text;
+}
+
+static void assert_metrics(struct wh_proxy *const *proxies, int n, unsigned long long conns,
+                           const unsigned long long resp[6])
+{
+    static const unsigned long long no_tls[3] = {0, 0, 0};
+    char want[4096];
+    expected_metrics(want, sizeof(want), n, conns, resp, no_tls);
+    char *got = metrics_of(proxies, n);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_metrics_of_no_worker(void **state)
+{
+    (void)state;
+    static const unsigned long long none[6] = {0};
+    assert_metrics(NULL, 0, 0, none);
+}
+
+/* ---- a worker that answers itself ---- */
+
+#define CONF                                                                                       \
+    "target_groups = ( { name = \"web\"; targets = ( \"127.0.0.1:9\" ); } );\n"                    \
+    "listeners = ( { name = \"l\"; bind = \"127.0.0.1:8080\";\n"                                   \
+    "  default_action = { fixed_response = { status = 200; body = \"ok\"; }; }; } );\n"
+
+struct fx {
+    struct event_base *base;
+    struct wh_config *cfg;
+    struct wh_proxy_prep *prep;
+    struct wh_proxy *proxies[2];
+    int ports[2];
 };
 
-static void parse(const char *raw, enum wh_http_kind kind, struct wh_http_msg *m)
+static void report(void *arg, int is_error, const char *line)
 {
-    struct wh_http_parser p;
-    wh_http_parser_init(&p, kind, 65536);
-    wh_http_msg_init(m, kind);
-    assert_int_equal(wh_http_parse_head(&p, raw, strlen(raw), m), WH_HTTP_DONE);
+    (void)arg;
+    print_message("%s %s\n", is_error ? "error:" : "warning:", line);
 }
 
-static void rewrite_request(const char *raw, struct rewritten *out, const char *client_ip)
+static int listener_port(const struct wh_proxy *p)
 {
-    struct wh_http_msg m;
-    parse(raw, WH_HTTP_REQUEST, &m);
-    struct evbuffer *b = evbuffer_new();
-    struct wh_fwd_info fwd = {.client_ip = client_ip,
-                              .proto = "http",
-                              .port = "8080",
-                              .request_id = "rid-1",
-                              .host_default = "10.0.0.1:80"};
-    assert_int_equal(wh_rewrite_request(b, raw, &m, &fwd), 0);
-    size_t n = evbuffer_get_length(b);
-    assert_true(n < sizeof(out->text));
-    evbuffer_remove(b, out->text, n);
-    out->text[n] = '\0';
-    evbuffer_free(b);
-    wh_http_msg_free(&m);
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    evutil_socket_t fd = evconnlistener_get_fd(p->listeners[0]->evl);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    return ntohs(sin.sin_port);
 }
 
-static void rewrite_response(const char *raw, unsigned flags, struct rewritten *out)
+static int fx_setup(void **state)
 {
-    struct wh_http_msg m;
-    parse(raw, WH_HTTP_RESPONSE, &m);
-    struct evbuffer *b = evbuffer_new();
-    assert_int_equal(wh_rewrite_response(b, raw, &m, flags, NULL), 0);
-    size_t n = evbuffer_get_length(b);
-    evbuffer_remove(b, out->text, n);
-    out->text[n] = '\0';
-    evbuffer_free(b);
-    wh_http_msg_free(&m);
-}
-
-static void test_request_line_and_forwarded_headers(void **state)
-{
-    struct rewritten r;
-    rewrite_request("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n", &r,
-                    "192.0.2.7");
-    assert_string_equal(r.text, "GET /a?b=1 HTTP/1.1\r\n"
-                                "Host: example.com\r\n"
-                                "Accept: */*\r\n"
-                                "X-Forwarded-For: 192.0.2.7\r\n"
-                                "X-Forwarded-Proto: http\r\n"
-                                "X-Forwarded-Port: 8080\r\n"
-                                "X-Request-Id: rid-1\r\n\r\n");
-}
-
-static void test_forwarded_for_appends_every_value(void **state)
-{
-    struct rewritten r;
-    rewrite_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n"
-                    "X-Forwarded-For: 5.6.7.8, 9.9.9.9\r\n\r\n",
-                    &r, "127.0.0.1");
-    assert_non_null(strstr(r.text, "X-Forwarded-For: 1.2.3.4, 5.6.7.8, 9.9.9.9, 127.0.0.1\r\n"));
-    assert_null(strstr(strstr(r.text, "X-Forwarded-For") + 1, "X-Forwarded-For"));
-}
-
-static void test_client_forwarded_proto_and_port_replaced(void **state)
-{
-    struct rewritten r;
-    rewrite_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n"
-                    "X-Forwarded-Port: 443\r\n\r\n",
-                    &r, "127.0.0.1");
-    assert_null(strstr(r.text, "https"));
-    assert_null(strstr(r.text, "443"));
-    assert_non_null(strstr(r.text, "X-Forwarded-Proto: http\r\n"));
-}
-
-static void test_hop_by_hop_removed(void **state)
-{
-    struct rewritten r;
-    rewrite_request(
-        "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\n"
-        "Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: websocket\r\n"
-        "Proxy-Authorization: Basic x\r\nProxy-Connection: close\r\nX-Secret: 1\r\n"
-        "Expect: 100-continue\r\nX-Kept: yes\r\n\r\n",
-        &r, "127.0.0.1");
-    const char *gone[] = {"Connection:", "Keep-Alive", "TE:",      "Trailer",
-                          "Upgrade",     "Proxy-",     "X-Secret", "Expect"};
-    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
-        if (strstr(r.text, gone[i]))
-            fail_msg("%s was forwarded:\n%s", gone[i], r.text);
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->base = event_base_new();
+    assert_non_null(f->base);
+    f->cfg = wh_config_load_string_ex(CONF, "test.conf", WH_FEATURES_ALL, report, NULL);
+    assert_non_null(f->cfg);
+    /* Port 0 (the kernel picks one) is no valid configuration; the parsed
+     * struct is ours to point there. Each worker binds its own port. */
+    ((struct sockaddr_in *)&f->cfg->listeners[0].bind.ss)->sin_port = 0;
+    char err[256] = "";
+    f->prep = wh_proxy_prepare(f->cfg, err, sizeof(err));
+    if (!f->prep)
+        fail_msg("wh_proxy_prepare: %s", err);
+    for (int i = 0; i < 2; i++) {
+        f->proxies[i] = wh_proxy_new(f->base, f->cfg, f->prep, i, NULL, NULL, err, sizeof(err));
+        if (!f->proxies[i])
+            fail_msg("wh_proxy_new: %s", err);
+        f->ports[i] = listener_port(f->proxies[i]);
     }
-    assert_non_null(strstr(r.text, "X-Kept: yes\r\n"));
+    *state = f;
+    return 0;
 }
 
-static void test_http10_without_host_gets_one(void **state)
+static int fx_teardown(void **state)
 {
-    struct rewritten r;
-    rewrite_request("GET / HTTP/1.0\r\n\r\n", &r, "127.0.0.1");
-    assert_true(strncmp(r.text, "GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\n", 35) == 0);
+    struct fx *f = *state;
+    for (int i = 0; i < 2; i++)
+        wh_proxy_free(f->proxies[i]);
+    wh_proxy_prep_free(f->prep);
+    wh_config_free(f->cfg);
+    event_base_free(f->base);
+    free(f);
+    return 0;
 }
 
-static void test_request_id_valid_forms(void **state)
+static int client_connect(int port)
 {
-    assert_true(wh_request_id_valid("abc-DEF_1.2", 11));
-    assert_false(wh_request_id_valid("", 0));
-    assert_false(wh_request_id_valid("a b", 3));
-    assert_false(wh_request_id_valid("a/b", 3));
-    char long_id[130];
-    memset(long_id, 'a', sizeof(long_id));
-    assert_true(wh_request_id_valid(long_id, 128));
-    assert_false(wh_request_id_valid(long_id, 129));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
 }
 
-static void test_request_id_kept_or_generated(void **state)
+static double now_mono(void)
 {
-    uint64_t rng = 42;
-    char id[129];
-    struct wh_http_msg m;
-    const char *good = "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: trace.123\r\n\r\n";
-    parse(good, WH_HTTP_REQUEST, &m);
-    wh_request_id_pick(good, &m, &rng, id);
-    assert_string_equal(id, "trace.123");
-    wh_http_msg_free(&m);
-
-    const char *bad = "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: no spaces!\r\n\r\n";
-    parse(bad, WH_HTTP_REQUEST, &m);
-    wh_request_id_pick(bad, &m, &rng, id);
-    assert_int_equal(strlen(id), 32);
-    assert_true(wh_request_id_valid(id, 32));
-    char again[129];
-    wh_request_id_pick(bad, &m, &rng, again);
-    assert_string_not_equal(id, again);
-    wh_http_msg_free(&m);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void test_response_hop_by_hop_removed_and_close(void **state)
+/* Run the loop until fd has received a text containing `want` (into buf). */
+static void await_reply(struct fx *f, int fd, const char *want, char *buf, size_t buflen)
 {
-    struct rewritten r;
-    rewrite_response("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: 5\r\n"
-                     "X-Hop: 1\r\nContent-Length: 2\r\n\r\n",
-                     WH_RESP_CLOSE, &r);
-    assert_string_equal(r.text,
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+    size_t used = 0;
+    buf[0] = '\0';
+    double deadline = now_mono() + 10;
+    while (!strstr(buf, want)) {
+        assert_true(now_mono() < deadline);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        ssize_t n = recv(fd, buf + used, buflen - 1 - used, MSG_DONTWAIT);
+        if (n > 0) {
+            used += (size_t)n;
+            buf[used] = '\0';
+        } else if (n == 0) {
+            fail_msg("connection closed before \"%s\" in \"%s\"", want, buf);
+        } else {
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            usleep(1000);
+        }
+    }
 }
 
-static void test_response_dechunk_drops_transfer_encoding(void **state)
+/* Run the loop until proxy p has no session left. */
+static void await_no_session(struct fx *f, const struct wh_proxy *p)
 {
-    struct rewritten r;
-    rewrite_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n",
-                     WH_RESP_DECHUNK | WH_RESP_CLOSE, &r);
-    assert_null(strstr(r.text, "Transfer-Encoding"));
-    assert_non_null(strstr(r.text, "X-A: b\r\n"));
+    double deadline = now_mono() + 10;
+    while (wh_proxy_sessions(p) > 0) {
+        assert_true(now_mono() < deadline);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
 }
 
-static void test_response_http10_keepalive_said(void **state)
+static void send_text(int fd, const char *text)
 {
-    struct rewritten r;
-    rewrite_response("HTTP/1.0 204 No Content\r\n\r\n", WH_RESP_KEEPALIVE, &r);
-    assert_string_equal(r.text, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
 }
 
-static void test_error_response_framing(void **state)
+static void test_metrics_before_any_traffic(void **state)
 {
-    struct evbuffer *b = evbuffer_new();
-    wh_error_response(b, 503, 1, "abc");
-    size_t n = evbuffer_get_length(b);
-    char text[512];
-    evbuffer_remove(b, text, n);
-    text[n] = '\0';
-    assert_true(strncmp(text, "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0);
-    assert_non_null(strstr(text, "Connection: close\r\n"));
-    assert_non_null(strstr(text, "X-Request-Id: abc\r\n"));
-    const char *body = strstr(text, "\r\n\r\n") + 4;
-    char cl[64];
-    snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", strlen(body));
-    assert_non_null(strstr(text, cl));
-    evbuffer_free(b);
+    struct fx *f = *state;
+    static const unsigned long long none[6] = {0};
+    assert_metrics(f->proxies, 2, 0, none);
+    assert_metrics(f->proxies, 1, 0, none);
+}
+
+static void test_metrics_sum_the_workers_responses_and_connections(void **state)
+{
+    struct fx *f = *state;
+    char buf[4096];
+    int a = client_connect(f->ports[0]);
+    int b = client_connect(f->ports[1]);
+
+    send_text(a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    await_reply(f, a, "\r\n\r\nok", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 "));
+    send_text(a, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+    await_reply(f, a, "\r\n\r\nok", buf, sizeof(buf));
+    /* both Content-Length and Transfer-Encoding: refused */
+    send_text(b, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n");
+    await_reply(f, b, "\r\n\r\n", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 400 "));
+
+    /* a's connection is kept alive, b's is closing: both still open */
+    assert_int_equal(wh_proxy_sessions(f->proxies[0]), 1);
+    unsigned long long resp[6] = {0, 0, 2, 0, 1, 0};
+    assert_metrics(f->proxies, 2, 2, resp);
+    unsigned long long first[6] = {0, 0, 2, 0, 0, 0};
+    assert_metrics(f->proxies, 1, 1, first);
+
+    close(b);
+    await_no_session(f, f->proxies[1]);
+    assert_metrics(f->proxies, 2, 1, resp);
+    close(a);
+    await_no_session(f, f->proxies[0]);
+    assert_metrics(f->proxies, 2, 0, resp);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_line_and_forwarded_headers),
-        cmocka_unit_test(test_forwarded_for_appends_every_value),
-        cmocka_unit_test(test_client_forwarded_proto_and_port_replaced),
-        cmocka_unit_test(test_hop_by_hop_removed),
-        cmocka_unit_test(test_http10_without_host_gets_one),
-        cmocka_unit_test(test_request_id_valid_forms),
-        cmocka_unit_test(test_request_id_kept_or_generated),
-        cmocka_unit_test(test_response_hop_by_hop_removed_and_close),
-        cmocka_unit_test(test_response_dechunk_drops_transfer_encoding),
-        cmocka_unit_test(test_response_http10_keepalive_said),
-        cmocka_unit_test(test_error_response_framing),
+        cmocka_unit_test(test_metrics_of_no_worker),
+        cmocka_unit_test_setup_teardown(test_metrics_before_any_traffic, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_sum_the_workers_responses_and_connections,
+                                        fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
