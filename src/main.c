@@ -333,38 +333,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
-static void daemon_metrics(void *arg, struct evbuffer *out)
+/* The proxy's metrics over every worker. */
+static void proxy_metrics(void *arg, struct evbuffer *out)
 {
     struct wh_daemon *d;
     WH_CAST_OBJ(d, arg, WH_DAEMON_MAGIC);
-    struct wh_proxy_stats sum = {0};
-    for (int i = 0; i < d->n_workers; i++) {
-        struct wh_proxy_stats st;
-        wh_proxy_stats(d->workers[i].proxy, &st);
-        sum.open_connections += st.open_connections;
-        for (int k = 0; k < 6; k++)
-            sum.responses[k] += st.responses[k];
-        for (int k = 0; k < 3; k++)
-            sum.tls_handshakes[k] += st.tls_handshakes[k];
-    }
-    evbuffer_add_printf(out,
-                        "# HELP wharf_workers Proxy worker threads.\n# TYPE wharf_workers gauge\n"
-                        "wharf_workers %d\n"
-                        "# HELP wharf_client_connections Open client connections.\n"
-                        "# TYPE wharf_client_connections gauge\nwharf_client_connections %llu\n"
-                        "# HELP wharf_http_responses_total Responses sent to clients by status "
-                        "class.\n# TYPE wharf_http_responses_total counter\n",
-                        d->n_workers, (unsigned long long)sum.open_connections);
-    static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int k = 0; k < 6; k++)
-        evbuffer_add_printf(out, "wharf_http_responses_total{code_class=\"%s\"} %llu\n", cls[k],
-                            (unsigned long long)sum.responses[k]);
-    evbuffer_add_printf(out, "# HELP wharf_tls_handshakes_total TLS handshakes on https "
-                             "listeners by result.\n# TYPE wharf_tls_handshakes_total counter\n");
-    static const char *const result[3] = {"ok", "failed", "timeout"};
-    for (int k = 0; k < 3; k++)
-        evbuffer_add_printf(out, "wharf_tls_handshakes_total{result=\"%s\"} %llu\n", result[k],
-                            (unsigned long long)sum.tls_handshakes[k]);
+    struct wh_proxy *proxies[WH_MAX_WORKERS];
+    for (int i = 0; i < d->n_workers; i++)
+        proxies[i] = d->workers[i].proxy;
+    wh_proxy_write_metrics(out, proxies, d->n_workers);
 }
 
 static int start_admin(struct wh_daemon *d)
@@ -381,7 +358,7 @@ static int start_admin(struct wh_daemon *d)
         return -1;
     }
     if (wh_api_add_metrics(d->api, wh_lag_write_metrics, d->lag) < 0 ||
-        wh_api_add_metrics(d->api, daemon_metrics, d) < 0)
+        wh_api_add_metrics(d->api, proxy_metrics, d) < 0)
         return -1;
     return wh_api_targets_register(d->api, d->targets);
 }
