@@ -162,7 +162,7 @@ struct wh_cfg_target_group {
     int line;
 };
 
-/* ---- fleet, services, admin, state (later issues use these) ---- */
+/* ---- fleet, services, admin, state (the control plane's blocks) ---- */
 
 struct wh_cfg_kv {
     char *key;
@@ -276,8 +276,8 @@ struct wh_config {
 
 /* What wh_config_load accepts: the proxy and its ALB features (listeners
  * with rules and TLS, target groups with health checks, algorithms,
- * stickiness and slow start), the access log and the admin API. The fleet,
- * services and the store are still to come. */
+ * stickiness and slow start), the access log and the admin API; not the
+ * fleet, the services nor the store. */
 #define WH_FEATURES_BUILT                                                                          \
     (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN | WH_FEATURE_HEALTH | WH_FEATURE_PASSIVE |           \
      WH_FEATURE_TLS | WH_FEATURE_RULES | WH_FEATURE_ALGORITHMS | WH_FEATURE_STICKINESS |           \

@@ -25,7 +25,6 @@
 struct wh_runtime;
 struct wh_rt_watch;
 struct wh_curl_loop;
-struct wh_cfg_host;
 
 /* ---- errors ---- */
 
@@ -257,18 +256,19 @@ void wh_rt_events_stop(struct wh_runtime *rt, struct wh_rt_watch *watch);
 
 /* ---- the Docker Engine API implementation ---- */
 
+/* One engine, as the caller describes it (from its configuration, its
+ * command line...): plain values, every pointer borrowed for the call to
+ * wh_docker_runtime_new only (the runtime copies what it keeps). */
 struct wh_rt_host_params {
-    const char *id;       /* for messages */
+    const char *id;       /* for messages; NULL: the endpoint */
     const char *endpoint; /* "unix:///path" or "tcp://addr:port" */
-    /* Mutual TLS for tcp (all three or none; none means plain HTTP). */
+    /* Mutual TLS for tcp (all three or none; none means plain HTTP): PEM
+     * file paths, checked readable when the runtime is made. */
     const char *tls_ca, *tls_cert, *tls_key;
     int max_concurrent_calls; /* 0: 8; the rest wait FIFO */
     double call_timeout;      /* seconds; 0: 30 */
     double connect_timeout;   /* seconds; 0: min(call_timeout, 10) */
 };
-
-/* Fill p from a configured host (pointers borrowed from h). */
-void wh_rt_host_params_from_cfg(const struct wh_cfg_host *h, struct wh_rt_host_params *p);
 
 /* A runtime for one Docker engine. loop is borrowed and must outlive it.
  * NULL with a message in err (bad endpoint, unreadable TLS files, memory). */

@@ -1,6 +1,18 @@
 /* Private to src/config/: the load context, the message buffer, the
  * table-driven parameter parser and the validators the block parsers share.
- * libconfig appears only in src/config/. */
+ * libconfig appears only in src/config/.
+ *
+ * The files, from the top down (each uses only those below it):
+ * config.c            the load: libconfig, the top-level scalars, the order
+ *                     of the blocks, wh_config_free
+ * config_stage.c      features not built: warnings, errors, dropped blocks
+ * config_listeners.c  listeners, rules, actions
+ * config_fleet.c      hosts, services, admin, state
+ * config_groups.c     target groups (listeners and services name them)
+ * config_value.c      the parameter table, value types, validators
+ * config_ctx.c        the parse context: messages, key names and lookup,
+ *                     allocation
+ */
 #ifndef WHARF_CONFIG_INT_H
 #define WHARF_CONFIG_INT_H
 
@@ -15,6 +27,8 @@
 #define CFG_MAX_STRATEGIES 5
 #define CFG_MAX_CONSTRAINTS 10
 #define CFG_MAX_ETCD 16
+
+/* ---- the parse context (config_ctx.c) ---- */
 
 struct cfg_msg {
     int other_file; /* 0 for the main file, so its lines sort first */
@@ -38,23 +52,31 @@ struct cfg_ctx {
     int oom;
 };
 
-/* ---- reporting (config.c) ---- */
-
 /* Report at s (its file and line) with the key of s, or of its member child
  * when child is not NULL (a missing key is reported at its group). */
-void cfg_report(struct cfg_ctx *c, int is_error, const config_setting_t *s, const char *child,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-#define cfg_error(c, s, child, ...) cfg_report(c, 1, s, child, __VA_ARGS__)
-#define cfg_warn(c, s, child, ...) cfg_report(c, 0, s, child, __VA_ARGS__)
+void wh_cfg_report(struct cfg_ctx *c, int is_error, const config_setting_t *s, const char *child,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define wh_cfg_error(c, s, child, ...) wh_cfg_report(c, 1, s, child, __VA_ARGS__)
+#define wh_cfg_warn(c, s, child, ...) wh_cfg_report(c, 0, s, child, __VA_ARGS__)
 
-/* The user's name for s: "listeners[http].rules[0].priority". List elements
- * are labelled by their name or id member when they have one, else by
- * index. */
-void cfg_key(const config_setting_t *s, char *buf, size_t len);
+/* Hand every buffered message to report (NULL: drop them), sorted: the
+ * main file first, then by file, line and order of report; empties the
+ * buffer. */
+void wh_cfg_flush(struct cfg_ctx *c, wh_config_report_fn report, void *arg);
+
+/* libconfig names an @include'd file as its directive wrote it, relative
+ * to the main file's directory: messages about file put *dir and *sep
+ * ("" or "/") before it. */
+void wh_cfg_include_dir(const struct cfg_ctx *c, const char *file, const char **dir,
+                        const char **sep);
+
+/* The member called name of group; NULL when there is none or group is
+ * NULL or not a group. */
+const config_setting_t *wh_cfg_member(const config_setting_t *group, const char *name);
 
 /* strdup that records an allocation failure in c (reported once at the end). */
-char *cfg_strdup(struct cfg_ctx *c, const char *s);
-void *cfg_calloc(struct cfg_ctx *c, size_t n, size_t size);
+char *wh_cfg_strdup(struct cfg_ctx *c, const char *s);
+void *wh_cfg_calloc(struct cfg_ctx *c, size_t n, size_t size);
 
 /* ---- the parameter table (config_value.c) ---- */
 
@@ -114,71 +136,62 @@ struct cfg_block {
  * report its unknown keys and parse each param present. A group of the
  * wrong type is reported and left at the defaults. Returns 0 or -1 (some
  * error reported). */
-int cfg_block_parse(struct cfg_ctx *c, const config_setting_t *group, const struct cfg_block *b,
-                    void *base);
+int wh_cfg_block_parse(struct cfg_ctx *c, const config_setting_t *group, const struct cfg_block *b,
+                       void *base);
 
 /* The same without the key check: defaults, then the params present in
  * group (when it is a group). For params sharing a group with others. */
-int cfg_params_parse(struct cfg_ctx *c, const config_setting_t *group,
-                     const struct cfg_param *params, size_t n, void *base);
+int wh_cfg_params_parse(struct cfg_ctx *c, const config_setting_t *group,
+                        const struct cfg_param *params, size_t n, void *base);
 
-/* Report every member of group whose name is not in params or others. */
-int cfg_check_keys(struct cfg_ctx *c, const config_setting_t *group, const struct cfg_block *b);
-
-/* Type checks: 0, or -1 after reporting "expected ..." at s. */
-int cfg_expect_group(struct cfg_ctx *c, const config_setting_t *s);
-int cfg_expect_list(struct cfg_ctx *c, const config_setting_t *s); /* ( ) or [ ] */
+/* Type check: 0, or -1 after reporting "expected a list ( ... )" at s. */
+int wh_cfg_expect_list(struct cfg_ctx *c, const config_setting_t *s); /* ( ) or [ ] */
 
 /* A string, or a list/array of strings (a lone string counts as one),
  * at most max values (0 = any), each passing check when given. *out is
  * new (an array of new strings). Returns 0 or -1. */
-int cfg_string_list(struct cfg_ctx *c, const config_setting_t *s, size_t max, cfg_check_fn check,
-                    char ***out, size_t *n);
+int wh_cfg_string_list(struct cfg_ctx *c, const config_setting_t *s, size_t max, cfg_check_fn check,
+                       char ***out, size_t *n);
 
 /* A group of string values (attributes, env): new array of new pairs. */
-int cfg_kv_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_kv **out, size_t *n);
-
-const config_setting_t *cfg_member(const config_setting_t *group, const char *name);
-
-/* Parse "64k", "10m", "1g" (k = 1024) or plain digits. 0 or -1. */
-int cfg_parse_size(const char *text, uint64_t *out);
-void cfg_format_size(uint64_t v, char *buf, size_t len);
+int wh_cfg_kv_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_kv **out,
+                    size_t *n);
 
 /* Validators (cfg_check_fn). */
-int cfg_check_cidr(const char *v, char *err, size_t errlen);
-int cfg_check_matcher(const char *v, char *err, size_t errlen);
-int cfg_check_abs_path(const char *v, char *err, size_t errlen);
-int cfg_check_url_path(const char *v, char *err, size_t errlen);
-int cfg_check_no_ctl(const char *v, char *err, size_t errlen);
-int cfg_check_hostname(const char *v, char *err, size_t errlen);
-int cfg_check_token(const char *v, char *err, size_t errlen);
+int wh_cfg_check_cidr(const char *v, char *err, size_t errlen);
+int wh_cfg_check_matcher(const char *v, char *err, size_t errlen);
+int wh_cfg_check_abs_path(const char *v, char *err, size_t errlen);
+int wh_cfg_check_url_path(const char *v, char *err, size_t errlen);
+int wh_cfg_check_no_ctl(const char *v, char *err, size_t errlen);
+int wh_cfg_check_hostname(const char *v, char *err, size_t errlen);
+int wh_cfg_check_token(const char *v, char *err, size_t errlen);
 
-void cfg_free_strv(char **v, size_t n);
-void cfg_free_kv(struct wh_cfg_kv *kv, size_t n);
+void wh_cfg_free_strv(char **v, size_t n);
+void wh_cfg_free_kv(struct wh_cfg_kv *kv, size_t n);
 
 /* ---- blocks ---- */
 
 /* target_groups (config_groups.c); runs before listeners and services so
  * that their references can be checked. */
-void cfg_groups_parse(struct cfg_ctx *c, const config_setting_t *list);
-void cfg_group_free(struct wh_cfg_target_group *g);
+void wh_cfg_groups_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_group_free(struct wh_cfg_target_group *g);
 
 /* listeners (config_listeners.c). */
-void cfg_listeners_parse(struct cfg_ctx *c, const config_setting_t *list);
-void cfg_listener_free(struct wh_cfg_listener *l);
+void wh_cfg_listeners_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_listener_free(struct wh_cfg_listener *l);
 
 /* hosts, services, admin, state (config_fleet.c). */
-void cfg_hosts_parse(struct cfg_ctx *c, const config_setting_t *list);
-void cfg_services_parse(struct cfg_ctx *c, const config_setting_t *list);
-void cfg_admin_parse(struct cfg_ctx *c, const config_setting_t *group);
-void cfg_state_parse(struct cfg_ctx *c, const config_setting_t *group);
-void cfg_hosts_free(struct wh_config *cfg);
-void cfg_services_free(struct wh_config *cfg);
-void cfg_admin_reset(struct wh_config *cfg);
-void cfg_state_reset(struct cfg_ctx *c, struct wh_config *cfg); /* back to the defaults */
+void wh_cfg_hosts_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_services_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_admin_parse(struct cfg_ctx *c, const config_setting_t *group);
+void wh_cfg_state_parse(struct cfg_ctx *c, const config_setting_t *group);
+void wh_cfg_hosts_free(struct wh_config *cfg);
+void wh_cfg_services_free(struct wh_config *cfg);
+void wh_cfg_admin_reset(struct wh_config *cfg);
+void wh_cfg_state_reset(struct cfg_ctx *c, struct wh_config *cfg); /* back to the defaults */
 
 /* The staging table (config_stage.c): warnings for blocks whose feature is
  * off (they are dropped from c->cfg), errors for keys whose feature is off. */
-void cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root);
+void wh_cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root);
 
 #endif

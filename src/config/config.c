@@ -1,7 +1,11 @@
-/* Configuration loading: libconfig reads the file, the block parsers fill
- * struct wh_config, and every message is buffered, sorted by line and
- * handed to the caller's report function. The top-level scalars (workers,
- * log, limits, timeouts) are tables here; the rest lives in config_*.c. */
+/* Configuration loading, the top level only: libconfig reads the file, the
+ * top-level scalars (workers, log, limits, timeouts) are tables here, and
+ * parse_root hands each block to its parser (config_groups.c,
+ * config_listeners.c, config_fleet.c), then runs the staging check
+ * (config_stage.c). What they report is buffered in the parse context
+ * (config_ctx.c) and handed to the caller's report function sorted by line;
+ * the messages that come before any parsing (cannot open, syntax error) go
+ * straight to it. */
 #include <errno.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -11,135 +15,7 @@
 
 #include "config/config-int.h"
 
-/* ---- messages ---- */
-
-static int msg_push(struct cfg_ctx *c, struct cfg_msg *m)
-{
-    if (c->n_msgs == c->cap_msgs) {
-        size_t cap = c->cap_msgs ? c->cap_msgs * 2 : 16;
-        struct cfg_msg *v = realloc(c->msgs, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        c->msgs = v;
-        c->cap_msgs = cap;
-    }
-    m->seq = (unsigned)c->n_msgs;
-    c->msgs[c->n_msgs++] = *m;
-    return 0;
-}
-
-static void add_message(struct cfg_ctx *c, int is_error, const char *file, int line,
-                        const char *text)
-{
-    struct cfg_msg m = {.is_error = is_error, .line = line};
-    if (is_error)
-        c->n_errors++;
-    m.other_file = strcmp(file, c->file) != 0;
-    m.file = strdup(file);
-    m.text = strdup(text);
-    if (!m.file || !m.text || msg_push(c, &m) < 0) {
-        free(m.file);
-        free(m.text);
-        c->oom = 1;
-    }
-}
-
-static void key_append(const config_setting_t *s, char *buf, size_t len, size_t *pos)
-{
-    const config_setting_t *parent = config_setting_parent(s);
-    if (!parent)
-        return;
-    key_append(parent, buf, len, pos);
-    const char *label = NULL;
-    char index[16];
-    if (config_setting_is_list(parent) || config_setting_is_array(parent)) {
-        const char *v;
-        if (config_setting_is_group(s) &&
-            (config_setting_lookup_string(s, "name", &v) ||
-             config_setting_lookup_string(s, "id", &v)) &&
-            *v)
-            label = v;
-        else
-            snprintf(index, sizeof(index), "%d", config_setting_index(s));
-        int n = snprintf(buf + *pos, len - *pos, "[%s]", label ? label : index);
-        *pos += n > 0 ? (size_t)n : 0;
-    } else {
-        int n = snprintf(buf + *pos, len - *pos, "%s%s", *pos ? "." : "",
-                         config_setting_name(s) ? config_setting_name(s) : "?");
-        *pos += n > 0 ? (size_t)n : 0;
-    }
-    if (*pos >= len)
-        *pos = len - 1;
-}
-
-void cfg_key(const config_setting_t *s, char *buf, size_t len)
-{
-    size_t pos = 0;
-    buf[0] = '\0';
-    key_append(s, buf, len, &pos);
-}
-
-/* libconfig names an @include'd file as its directive wrote it, relative
- * to the main file's directory: messages add that directory. */
-static void include_dir_of(const struct cfg_ctx *c, const char *file, const char **dir,
-                           const char **sep)
-{
-    int relative = strcmp(file, c->file) != 0 && file[0] != '/' && c->include_dir;
-    *dir = relative ? c->include_dir : "";
-    *sep = relative ? "/" : "";
-}
-
-void cfg_report(struct cfg_ctx *c, int is_error, const config_setting_t *s, const char *child,
-                const char *fmt, ...)
-{
-    char key[512], msg[1024], line[2048];
-    cfg_key(s, key, sizeof(key));
-    if (child) {
-        size_t n = strlen(key);
-        snprintf(key + n, sizeof(key) - n, "%s%s", n ? "." : "", child);
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : c->file;
-    const char *dir, *sep;
-    include_dir_of(c, file, &dir, &sep);
-    int lineno = (int)config_setting_source_line(s);
-    if (lineno < 1)
-        lineno = 1; /* the root group: no line of its own */
-    snprintf(line, sizeof(line), "%s%s%s:%d: %s: %s", dir, sep, file, lineno,
-             key[0] ? key : "(top level)", msg);
-    add_message(c, is_error, file, lineno, line);
-}
-
-static int msg_cmp(const void *pa, const void *pb)
-{
-    const struct cfg_msg *a = pa, *b = pb;
-    if (a->other_file != b->other_file)
-        return a->other_file - b->other_file;
-    int r = strcmp(a->file, b->file);
-    if (r)
-        return r;
-    if (a->line != b->line)
-        return a->line < b->line ? -1 : 1;
-    return a->seq < b->seq ? -1 : (a->seq > b->seq);
-}
-
-static void flush_messages(struct cfg_ctx *c, wh_config_report_fn report, void *arg)
-{
-    if (c->n_msgs > 1)
-        qsort(c->msgs, c->n_msgs, sizeof(*c->msgs), msg_cmp);
-    for (size_t i = 0; i < c->n_msgs; i++) {
-        if (report)
-            report(arg, c->msgs[i].is_error, c->msgs[i].text);
-        free(c->msgs[i].file);
-        free(c->msgs[i].text);
-    }
-    free(c->msgs);
-    c->msgs = NULL;
-    c->n_msgs = c->cap_msgs = 0;
-}
+/* ---- messages the context does not buffer ---- */
 
 static void report_plain(wh_config_report_fn report, void *arg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -153,22 +29,6 @@ static void report_plain(wh_config_report_fn report, void *arg, const char *fmt,
     va_end(ap);
     if (report)
         report(arg, 1, line);
-}
-
-char *cfg_strdup(struct cfg_ctx *c, const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        c->oom = 1;
-    return d;
-}
-
-void *cfg_calloc(struct cfg_ctx *c, size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p)
-        c->oom = 1;
-    return p;
 }
 
 /* ---- the top level ---- */
@@ -187,7 +47,8 @@ static const struct cfg_block top_block = CFG_BLOCK(top_params, top_others);
 
 static const struct cfg_param log_params[] = {
     {"level", CFG_ENUM, offsetof(struct wh_cfg_log, level), .sdef = "info", .choices = level_names},
-    {"access_log", CFG_STRING, offsetof(struct wh_cfg_log, access_log), .check = cfg_check_no_ctl},
+    {"access_log", CFG_STRING, offsetof(struct wh_cfg_log, access_log),
+     .check = wh_cfg_check_no_ctl},
 };
 static const struct cfg_block log_block = CFG_BLOCK(log_params, NULL);
 
@@ -213,18 +74,18 @@ static const struct cfg_block timeouts_block = CFG_BLOCK(timeouts_params, NULL);
 static void parse_root(struct cfg_ctx *c, const config_setting_t *root)
 {
     struct wh_config *cfg = c->cfg;
-    cfg_block_parse(c, root, &top_block, cfg);
-    cfg_block_parse(c, cfg_member(root, "log"), &log_block, &cfg->log);
-    cfg_block_parse(c, cfg_member(root, "limits"), &limits_block, &cfg->limits);
-    cfg_block_parse(c, cfg_member(root, "timeouts"), &timeouts_block, &cfg->timeouts);
+    wh_cfg_block_parse(c, root, &top_block, cfg);
+    wh_cfg_block_parse(c, wh_cfg_member(root, "log"), &log_block, &cfg->log);
+    wh_cfg_block_parse(c, wh_cfg_member(root, "limits"), &limits_block, &cfg->limits);
+    wh_cfg_block_parse(c, wh_cfg_member(root, "timeouts"), &timeouts_block, &cfg->timeouts);
     /* Groups first: listeners and services refer to them by name. */
-    cfg_groups_parse(c, cfg_member(root, "target_groups"));
-    cfg_listeners_parse(c, cfg_member(root, "listeners"));
-    cfg_hosts_parse(c, cfg_member(root, "hosts"));
-    cfg_services_parse(c, cfg_member(root, "services"));
-    cfg_admin_parse(c, cfg_member(root, "admin"));
-    cfg_state_parse(c, cfg_member(root, "state"));
-    cfg_stage_check(c, root);
+    wh_cfg_groups_parse(c, wh_cfg_member(root, "target_groups"));
+    wh_cfg_listeners_parse(c, wh_cfg_member(root, "listeners"));
+    wh_cfg_hosts_parse(c, wh_cfg_member(root, "hosts"));
+    wh_cfg_services_parse(c, wh_cfg_member(root, "services"));
+    wh_cfg_admin_parse(c, wh_cfg_member(root, "admin"));
+    wh_cfg_state_parse(c, wh_cfg_member(root, "state"));
+    wh_cfg_stage_check(c, root);
 }
 
 /* ---- load ---- */
@@ -247,7 +108,7 @@ static void report_syntax(struct cfg_ctx *c, config_t *lc, wh_config_report_fn r
 {
     const char *file = config_error_file(lc) ? config_error_file(lc) : c->file;
     const char *dir, *sep;
-    include_dir_of(c, file, &dir, &sep);
+    wh_cfg_include_dir(c, file, &dir, &sep);
     report_plain(report, arg, "%s%s%s:%d: syntax error: %s", dir, sep, file, config_error_line(lc),
                  config_error_text(lc) ? config_error_text(lc) : "?");
 }
@@ -272,7 +133,7 @@ static struct wh_config *load(const char *text, const char *name, unsigned featu
     c.cfg = cfg;
     parse_root(&c, config_root_setting(&lc));
 out:
-    flush_messages(&c, report, arg);
+    wh_cfg_flush(&c, report, arg);
     if (c.oom)
         report_plain(report, arg, "%s: out of memory while loading", name);
     if (c.n_errors || c.oom) {
@@ -320,61 +181,14 @@ void wh_config_free(struct wh_config *cfg)
     free(cfg->path);
     free(cfg->log.access_log);
     for (size_t i = 0; i < cfg->n_listeners; i++)
-        cfg_listener_free(&cfg->listeners[i]);
+        wh_cfg_listener_free(&cfg->listeners[i]);
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->n_target_groups; i++)
-        cfg_group_free(&cfg->target_groups[i]);
+        wh_cfg_group_free(&cfg->target_groups[i]);
     free(cfg->target_groups);
-    cfg_hosts_free(cfg);
-    cfg_services_free(cfg);
-    cfg_admin_reset(cfg);
-    cfg_state_reset(NULL, cfg);
+    wh_cfg_hosts_free(cfg);
+    wh_cfg_services_free(cfg);
+    wh_cfg_admin_reset(cfg);
+    wh_cfg_state_reset(NULL, cfg);
     free(cfg);
-}
-
-/* ---- lookups ---- */
-
-const struct wh_cfg_target_group *wh_config_group(const struct wh_config *cfg, const char *name)
-{
-    for (size_t i = 0; cfg && name && i < cfg->n_target_groups; i++)
-        if (strcmp(cfg->target_groups[i].name, name) == 0)
-            return &cfg->target_groups[i];
-    return NULL;
-}
-
-const struct wh_cfg_listener *wh_config_listener(const struct wh_config *cfg, const char *name)
-{
-    for (size_t i = 0; cfg && name && i < cfg->n_listeners; i++)
-        if (strcmp(cfg->listeners[i].name, name) == 0)
-            return &cfg->listeners[i];
-    return NULL;
-}
-
-const struct wh_cfg_host *wh_config_host(const struct wh_config *cfg, const char *id)
-{
-    for (size_t i = 0; cfg && id && i < cfg->n_hosts; i++)
-        if (strcmp(cfg->hosts[i].id, id) == 0)
-            return &cfg->hosts[i];
-    return NULL;
-}
-
-const struct wh_cfg_service *wh_config_service(const struct wh_config *cfg, const char *name)
-{
-    for (size_t i = 0; cfg && name && i < cfg->n_services; i++)
-        if (strcmp(cfg->services[i].name, name) == 0)
-            return &cfg->services[i];
-    return NULL;
-}
-
-static const char *const feature_names[] = {
-    "tls",   "rules",      "health_check", "admin",      "hosts",      "services",
-    "state", "access_log", "algorithms",   "stickiness", "slow_start", "passive",
-};
-
-const char *wh_feature_name(unsigned feature)
-{
-    for (size_t i = 0; i < sizeof(feature_names) / sizeof(feature_names[0]); i++)
-        if (feature == 1u << i)
-            return feature_names[i];
-    return NULL;
 }

@@ -36,15 +36,15 @@ static const char *const host_others[] = {"tls", "attributes", NULL};
 static const struct cfg_block host_block = CFG_BLOCK(host_params, host_others);
 
 static const struct cfg_param host_tls_params[] = {
-    {"ca", CFG_STRING, HS(tls_ca), .flags = CFG_REQUIRED, .check = cfg_check_no_ctl},
-    {"cert", CFG_STRING, HS(tls_cert), .flags = CFG_REQUIRED, .check = cfg_check_no_ctl},
-    {"key", CFG_STRING, HS(tls_key), .flags = CFG_REQUIRED, .check = cfg_check_no_ctl},
+    {"ca", CFG_STRING, HS(tls_ca), .flags = CFG_REQUIRED, .check = wh_cfg_check_no_ctl},
+    {"cert", CFG_STRING, HS(tls_cert), .flags = CFG_REQUIRED, .check = wh_cfg_check_no_ctl},
+    {"key", CFG_STRING, HS(tls_key), .flags = CFG_REQUIRED, .check = wh_cfg_check_no_ctl},
 };
 static const struct cfg_block host_tls_block = CFG_BLOCK(host_tls_params, NULL);
 
 static const struct cfg_param service_params[] = {
     {"name", CFG_NAME, SV(name), .flags = CFG_REQUIRED},
-    {"target_group", CFG_STRING, SV(target_group), .check = cfg_check_no_ctl},
+    {"target_group", CFG_STRING, SV(target_group), .check = wh_cfg_check_no_ctl},
     CFG_NUM("desired_count", CFG_INT, SV(desired_count), 0, 1000, 1),
     CFG_NUM("health_check_grace_period", CFG_DURATION, SV(health_check_grace_period), 0, 86400, 0),
 };
@@ -80,14 +80,14 @@ static const struct cfg_block placement_block = {NULL, 0, placement_keys};
 static const char *const strategy_types[] = {"spread", "binpack", "random", NULL};
 static const struct cfg_param strategy_params[] = {
     {"type", CFG_STRING, PS(type), .flags = CFG_REQUIRED, .choices = strategy_types},
-    {"field", CFG_STRING, PS(field), .check = cfg_check_no_ctl},
+    {"field", CFG_STRING, PS(field), .check = wh_cfg_check_no_ctl},
 };
 static const struct cfg_block strategy_block = CFG_BLOCK(strategy_params, NULL);
 
 static const char *const constraint_types[] = {"distinctInstance", "memberOf", NULL};
 static const struct cfg_param constraint_params[] = {
     {"type", CFG_STRING, PC(type), .flags = CFG_REQUIRED, .choices = constraint_types},
-    {"expression", CFG_STRING, PC(expression), .check = cfg_check_no_ctl},
+    {"expression", CFG_STRING, PC(expression), .check = wh_cfg_check_no_ctl},
 };
 static const struct cfg_block constraint_block = CFG_BLOCK(constraint_params, NULL);
 
@@ -95,7 +95,7 @@ static const struct cfg_block constraint_block = CFG_BLOCK(constraint_params, NU
 
 static const struct cfg_param admin_params[] = {
     {"bind", CFG_ADDR, AD(bind), .flags = CFG_REQUIRED},
-    {"token_file", CFG_STRING, AD(token_file), .check = cfg_check_no_ctl},
+    {"token_file", CFG_STRING, AD(token_file), .check = wh_cfg_check_no_ctl},
     CFG_NUM("metrics_public", CFG_BOOL, AD(metrics_public), 0, 1, 0),
 };
 static const struct cfg_block admin_block = CFG_BLOCK(admin_params, NULL);
@@ -103,7 +103,7 @@ static const struct cfg_block admin_block = CFG_BLOCK(admin_params, NULL);
 #define ST(f) offsetof(struct wh_cfg_state, f)
 
 static const struct cfg_param state_params[] = {
-    {"dir", CFG_STRING, ST(dir), .check = cfg_check_abs_path},
+    {"dir", CFG_STRING, ST(dir), .check = wh_cfg_check_abs_path},
     {"prefix", CFG_STRING, ST(prefix), .sdef = STATE_PREFIX_DEFAULT, .check = check_prefix},
 };
 static const char *const state_others[] = {"etcd", NULL};
@@ -113,7 +113,7 @@ static const struct cfg_block state_block = CFG_BLOCK(state_params, state_others
 
 static int check_docker_url(const char *v, char *err, size_t errlen)
 {
-    if (strncmp(v, "unix://", 7) == 0 && v[7] == '/' && cfg_check_no_ctl(v, err, errlen) == 0)
+    if (strncmp(v, "unix://", 7) == 0 && v[7] == '/' && wh_cfg_check_no_ctl(v, err, errlen) == 0)
         return 0;
     if (strncmp(v, "tcp://", 6) == 0) {
         const char *colon = strrchr(v + 6, ':');
@@ -163,7 +163,7 @@ static int check_etcd_url(const char *v, char *err, size_t errlen)
 static int check_prefix(const char *v, char *err, size_t errlen)
 {
     if (v[0] == '/')
-        return cfg_check_no_ctl(v, err, errlen);
+        return wh_cfg_check_no_ctl(v, err, errlen);
     snprintf(err, errlen, "\"%s\" must start with /", v);
     return -1;
 }
@@ -173,37 +173,37 @@ static int check_prefix(const char *v, char *err, size_t errlen)
 static void parse_host(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_host *h)
 {
     h->line = (int)config_setting_source_line(s);
-    if (cfg_block_parse(c, s, &host_block, h) < 0 && !config_setting_is_group(s))
+    if (wh_cfg_block_parse(c, s, &host_block, h) < 0 && !config_setting_is_group(s))
         return;
-    const config_setting_t *tls = cfg_member(s, "tls");
+    const config_setting_t *tls = wh_cfg_member(s, "tls");
     if (tls) {
-        cfg_block_parse(c, tls, &host_tls_block, h);
+        wh_cfg_block_parse(c, tls, &host_tls_block, h);
         if (h->docker && strncmp(h->docker, "tcp://", 6) != 0)
-            cfg_error(c, tls, NULL, "only for tcp:// Docker endpoints");
+            wh_cfg_error(c, tls, NULL, "only for tcp:// Docker endpoints");
     }
-    const config_setting_t *attrs = cfg_member(s, "attributes");
+    const config_setting_t *attrs = wh_cfg_member(s, "attributes");
     if (attrs)
-        cfg_kv_group(c, attrs, &h->attributes, &h->n_attributes);
+        wh_cfg_kv_group(c, attrs, &h->attributes, &h->n_attributes);
     for (const struct wh_cfg_host *o = c->cfg->hosts; h->id[0] && o < h; o++)
         if (strcmp(o->id, h->id) == 0)
-            cfg_error(c, s, "id", "duplicate host id \"%s\" (first at line %d)", h->id, o->line);
+            wh_cfg_error(c, s, "id", "duplicate host id \"%s\" (first at line %d)", h->id, o->line);
 }
 
-void cfg_hosts_parse(struct cfg_ctx *c, const config_setting_t *list)
+void wh_cfg_hosts_parse(struct cfg_ctx *c, const config_setting_t *list)
 {
     struct wh_config *cfg = c->cfg;
-    if (!list || cfg_expect_list(c, list) < 0)
+    if (!list || wh_cfg_expect_list(c, list) < 0)
         return;
     cfg->has_hosts = 1;
     size_t n = (size_t)config_setting_length(list);
-    cfg->hosts = cfg_calloc(c, n, sizeof(*cfg->hosts));
+    cfg->hosts = wh_cfg_calloc(c, n, sizeof(*cfg->hosts));
     if (!cfg->hosts)
         return;
     for (size_t i = 0; i < n; i++)
         parse_host(c, config_setting_get_elem(list, (unsigned)i), &cfg->hosts[cfg->n_hosts++]);
 }
 
-void cfg_hosts_free(struct wh_config *cfg)
+void wh_cfg_hosts_free(struct wh_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_hosts; i++) {
         struct wh_cfg_host *h = &cfg->hosts[i];
@@ -212,12 +212,20 @@ void cfg_hosts_free(struct wh_config *cfg)
         free(h->tls_ca);
         free(h->tls_cert);
         free(h->tls_key);
-        cfg_free_kv(h->attributes, h->n_attributes);
+        wh_cfg_free_kv(h->attributes, h->n_attributes);
     }
     free(cfg->hosts);
     cfg->hosts = NULL;
     cfg->n_hosts = 0;
     cfg->has_hosts = 0;
+}
+
+const struct wh_cfg_host *wh_config_host(const struct wh_config *cfg, const char *id)
+{
+    for (size_t i = 0; cfg && id && i < cfg->n_hosts; i++)
+        if (strcmp(cfg->hosts[i].id, id) == 0)
+            return &cfg->hosts[i];
+    return NULL;
 }
 
 /* ---- services ---- */
@@ -230,31 +238,32 @@ static void check_strategy(struct cfg_ctx *c, const config_setting_t *e,
         return;
     if (strcmp(st->type, "random") == 0) {
         if (f)
-            cfg_error(c, e, "field", "a random strategy takes no field");
+            wh_cfg_error(c, e, "field", "a random strategy takes no field");
     } else if (strcmp(st->type, "binpack") == 0) {
         if (!f || (strcmp(f, "cpu") != 0 && strcmp(f, "memory") != 0))
-            cfg_error(c, e, "field", "binpack needs field \"cpu\" or \"memory\"");
+            wh_cfg_error(c, e, "field", "binpack needs field \"cpu\" or \"memory\"");
     } else if (!f ||
                (strcmp(f, "instanceId") != 0 && (strncmp(f, "attribute:", 10) != 0 || !f[10]))) {
-        cfg_error(c, e, "field", "spread needs field \"instanceId\" or \"attribute:NAME\"");
+        wh_cfg_error(c, e, "field", "spread needs field \"instanceId\" or \"attribute:NAME\"");
     }
 }
 
 static void parse_strategies(struct cfg_ctx *c, const config_setting_t *s,
                              struct wh_cfg_service *sv)
 {
-    if (cfg_expect_list(c, s) < 0)
+    if (wh_cfg_expect_list(c, s) < 0)
         return;
     size_t n = (size_t)config_setting_length(s);
     if (n > CFG_MAX_STRATEGIES) {
-        cfg_error(c, s, NULL, "has %zu strategies; at most %d are allowed", n, CFG_MAX_STRATEGIES);
+        wh_cfg_error(c, s, NULL, "has %zu strategies; at most %d are allowed", n,
+                     CFG_MAX_STRATEGIES);
         return;
     }
-    sv->strategies = cfg_calloc(c, n, sizeof(*sv->strategies));
+    sv->strategies = wh_cfg_calloc(c, n, sizeof(*sv->strategies));
     for (size_t i = 0; sv->strategies && i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         struct wh_cfg_placement_strategy *st = &sv->strategies[sv->n_strategies++];
-        if (cfg_block_parse(c, e, &strategy_block, st) == 0)
+        if (wh_cfg_block_parse(c, e, &strategy_block, st) == 0)
             check_strategy(c, e, st);
     }
 }
@@ -262,94 +271,94 @@ static void parse_strategies(struct cfg_ctx *c, const config_setting_t *s,
 static void parse_constraints(struct cfg_ctx *c, const config_setting_t *s,
                               struct wh_cfg_service *sv)
 {
-    if (cfg_expect_list(c, s) < 0)
+    if (wh_cfg_expect_list(c, s) < 0)
         return;
     size_t n = (size_t)config_setting_length(s);
     if (n > CFG_MAX_CONSTRAINTS) {
-        cfg_error(c, s, NULL, "has %zu constraints; at most %d are allowed", n,
-                  CFG_MAX_CONSTRAINTS);
+        wh_cfg_error(c, s, NULL, "has %zu constraints; at most %d are allowed", n,
+                     CFG_MAX_CONSTRAINTS);
         return;
     }
-    sv->constraints = cfg_calloc(c, n, sizeof(*sv->constraints));
+    sv->constraints = wh_cfg_calloc(c, n, sizeof(*sv->constraints));
     for (size_t i = 0; sv->constraints && i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         struct wh_cfg_placement_constraint *ct = &sv->constraints[sv->n_constraints++];
-        if (cfg_block_parse(c, e, &constraint_block, ct) < 0 || !ct->type)
+        if (wh_cfg_block_parse(c, e, &constraint_block, ct) < 0 || !ct->type)
             continue;
         int member_of = strcmp(ct->type, "memberOf") == 0;
         if (member_of && !ct->expression)
-            cfg_error(c, e, "expression", "memberOf needs an expression");
+            wh_cfg_error(c, e, "expression", "memberOf needs an expression");
         else if (!member_of && ct->expression)
-            cfg_error(c, e, "expression", "only memberOf takes an expression");
+            wh_cfg_error(c, e, "expression", "only memberOf takes an expression");
     }
 }
 
 static void parse_task(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_service *sv)
 {
-    const config_setting_t *task = cfg_member(s, "task");
+    const config_setting_t *task = wh_cfg_member(s, "task");
     if (!task && config_setting_is_group(s))
-        cfg_error(c, s, "task", "required key is missing");
-    cfg_block_parse(c, task, &task_block, sv);
+        wh_cfg_error(c, s, "task", "required key is missing");
+    wh_cfg_block_parse(c, task, &task_block, sv);
     if (!task || !config_setting_is_group(task))
         return;
     const config_setting_t *m;
-    if ((m = cfg_member(task, "command")))
-        cfg_string_list(c, m, 0, NULL, &sv->command, &sv->n_command);
-    if ((m = cfg_member(task, "env")))
-        cfg_kv_group(c, m, &sv->env, &sv->n_env);
-    if (sv->target_group && !cfg_member(task, "container_port"))
-        cfg_error(c, task, "container_port", "required when the service has a target_group");
+    if ((m = wh_cfg_member(task, "command")))
+        wh_cfg_string_list(c, m, 0, NULL, &sv->command, &sv->n_command);
+    if ((m = wh_cfg_member(task, "env")))
+        wh_cfg_kv_group(c, m, &sv->env, &sv->n_env);
+    if (sv->target_group && !wh_cfg_member(task, "container_port"))
+        wh_cfg_error(c, task, "container_port", "required when the service has a target_group");
 }
 
 static void parse_deployment(struct cfg_ctx *c, const config_setting_t *s,
                              struct wh_cfg_service *sv)
 {
-    const config_setting_t *d = cfg_member(s, "deployment");
-    int rc = cfg_block_parse(c, d, &deployment_block, sv);
-    cfg_block_parse(c, cfg_member(d, "circuit_breaker"), &breaker_block, sv);
+    const config_setting_t *d = wh_cfg_member(s, "deployment");
+    int rc = wh_cfg_block_parse(c, d, &deployment_block, sv);
+    wh_cfg_block_parse(c, wh_cfg_member(d, "circuit_breaker"), &breaker_block, sv);
     if (rc == 0 && d && sv->minimum_healthy_percent == 100 && sv->maximum_percent == 100)
-        cfg_error(c, d, NULL,
-                  "minimum_healthy_percent 100 with maximum_percent 100 leaves no "
-                  "room to replace a task");
+        wh_cfg_error(c, d, NULL,
+                     "minimum_healthy_percent 100 with maximum_percent 100 leaves no "
+                     "room to replace a task");
 }
 
 static void parse_placement(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_service *sv)
 {
-    const config_setting_t *p = cfg_member(s, "placement");
-    cfg_block_parse(c, p, &placement_block, NULL);
+    const config_setting_t *p = wh_cfg_member(s, "placement");
+    wh_cfg_block_parse(c, p, &placement_block, NULL);
     if (!p || !config_setting_is_group(p))
         return;
     const config_setting_t *m;
-    if ((m = cfg_member(p, "strategy")))
+    if ((m = wh_cfg_member(p, "strategy")))
         parse_strategies(c, m, sv);
-    if ((m = cfg_member(p, "constraints")))
+    if ((m = wh_cfg_member(p, "constraints")))
         parse_constraints(c, m, sv);
 }
 
 static void parse_service(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_service *sv)
 {
     sv->line = (int)config_setting_source_line(s);
-    if (cfg_block_parse(c, s, &service_block, sv) < 0 && !config_setting_is_group(s))
+    if (wh_cfg_block_parse(c, s, &service_block, sv) < 0 && !config_setting_is_group(s))
         return;
     parse_task(c, s, sv);
     parse_deployment(c, s, sv);
     parse_placement(c, s, sv);
     if (sv->target_group && !wh_config_group(c->cfg, sv->target_group))
-        cfg_error(c, s, "target_group", "no target group is named \"%s\"", sv->target_group);
+        wh_cfg_error(c, s, "target_group", "no target group is named \"%s\"", sv->target_group);
     for (const struct wh_cfg_service *o = c->cfg->services; sv->name[0] && o < sv; o++)
         if (strcmp(o->name, sv->name) == 0)
-            cfg_error(c, s, "name", "duplicate service name \"%s\" (first at line %d)", sv->name,
-                      o->line);
+            wh_cfg_error(c, s, "name", "duplicate service name \"%s\" (first at line %d)", sv->name,
+                         o->line);
 }
 
-void cfg_services_parse(struct cfg_ctx *c, const config_setting_t *list)
+void wh_cfg_services_parse(struct cfg_ctx *c, const config_setting_t *list)
 {
     struct wh_config *cfg = c->cfg;
-    if (!list || cfg_expect_list(c, list) < 0)
+    if (!list || wh_cfg_expect_list(c, list) < 0)
         return;
     cfg->has_services = 1;
     size_t n = (size_t)config_setting_length(list);
-    cfg->services = cfg_calloc(c, n, sizeof(*cfg->services));
+    cfg->services = wh_cfg_calloc(c, n, sizeof(*cfg->services));
     if (!cfg->services)
         return;
     for (size_t i = 0; i < n; i++)
@@ -357,14 +366,14 @@ void cfg_services_parse(struct cfg_ctx *c, const config_setting_t *list)
                       &cfg->services[cfg->n_services++]);
 }
 
-void cfg_services_free(struct wh_config *cfg)
+void wh_cfg_services_free(struct wh_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_services; i++) {
         struct wh_cfg_service *sv = &cfg->services[i];
         free(sv->target_group);
         free(sv->image);
-        cfg_free_strv(sv->command, sv->n_command);
-        cfg_free_kv(sv->env, sv->n_env);
+        wh_cfg_free_strv(sv->command, sv->n_command);
+        wh_cfg_free_kv(sv->env, sv->n_env);
         for (size_t k = 0; k < sv->n_strategies; k++) {
             free(sv->strategies[k].type);
             free(sv->strategies[k].field);
@@ -382,31 +391,39 @@ void cfg_services_free(struct wh_config *cfg)
     cfg->has_services = 0;
 }
 
+const struct wh_cfg_service *wh_config_service(const struct wh_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_services; i++)
+        if (strcmp(cfg->services[i].name, name) == 0)
+            return &cfg->services[i];
+    return NULL;
+}
+
 /* ---- admin ---- */
 
-void cfg_admin_parse(struct cfg_ctx *c, const config_setting_t *s)
+void wh_cfg_admin_parse(struct cfg_ctx *c, const config_setting_t *s)
 {
     struct wh_cfg_admin *a = &c->cfg->admin;
     if (!s)
         return;
     c->cfg->has_admin = 1;
-    if (cfg_block_parse(c, s, &admin_block, a) < 0 && !config_setting_is_group(s))
+    if (wh_cfg_block_parse(c, s, &admin_block, a) < 0 && !config_setting_is_group(s))
         return;
     a->enabled = 1;
     if (!a->bind.len)
         return;
     if (!wh_addr_is_loopback(&a->bind))
-        cfg_error(c, s, "bind",
-                  "%s: the admin listener must bind a loopback address "
-                  "(127.0.0.1 or [::1]) until admin TLS exists",
-                  a->bind.text);
+        wh_cfg_error(c, s, "bind",
+                     "%s: the admin listener must bind a loopback address "
+                     "(127.0.0.1 or [::1]) until admin TLS exists",
+                     a->bind.text);
     for (size_t i = 0; i < c->cfg->n_listeners; i++)
         if (wh_addr_equal(&c->cfg->listeners[i].bind, &a->bind))
-            cfg_error(c, s, "bind", "%s is already bound by listener \"%s\" (line %d)",
-                      a->bind.text, c->cfg->listeners[i].name, c->cfg->listeners[i].line);
+            wh_cfg_error(c, s, "bind", "%s is already bound by listener \"%s\" (line %d)",
+                         a->bind.text, c->cfg->listeners[i].name, c->cfg->listeners[i].line);
 }
 
-void cfg_admin_reset(struct wh_config *cfg)
+void wh_cfg_admin_reset(struct wh_config *cfg)
 {
     free(cfg->admin.token_file);
     memset(&cfg->admin, 0, sizeof(cfg->admin));
@@ -418,36 +435,37 @@ void cfg_admin_reset(struct wh_config *cfg)
 static void state_defaults(struct cfg_ctx *c, struct wh_cfg_state *st)
 {
     if (!st->dir && !st->n_etcd)
-        st->dir = cfg_strdup(c, STATE_DIR_DEFAULT);
+        st->dir = wh_cfg_strdup(c, STATE_DIR_DEFAULT);
     if (!st->prefix)
-        st->prefix = cfg_strdup(c, STATE_PREFIX_DEFAULT);
+        st->prefix = wh_cfg_strdup(c, STATE_PREFIX_DEFAULT);
 }
 
-void cfg_state_parse(struct cfg_ctx *c, const config_setting_t *s)
+void wh_cfg_state_parse(struct cfg_ctx *c, const config_setting_t *s)
 {
     struct wh_cfg_state *st = &c->cfg->state;
     c->cfg->has_state = s != NULL;
-    cfg_block_parse(c, s, &state_block, st);
+    wh_cfg_block_parse(c, s, &state_block, st);
     if (s && config_setting_is_group(s)) {
-        const config_setting_t *etcd = cfg_member(s, "etcd");
+        const config_setting_t *etcd = wh_cfg_member(s, "etcd");
         if (etcd &&
-            cfg_string_list(c, etcd, CFG_MAX_ETCD, check_etcd_url, &st->etcd, &st->n_etcd) == 0 &&
+            wh_cfg_string_list(c, etcd, CFG_MAX_ETCD, check_etcd_url, &st->etcd, &st->n_etcd) ==
+                0 &&
             st->n_etcd == 0)
-            cfg_error(c, etcd, NULL, "needs at least one endpoint");
-        if (etcd && cfg_member(s, "dir"))
-            cfg_error(c, s, "dir", "choose one store: dir (embedded) or etcd, not both");
-        if (!etcd && cfg_member(s, "prefix"))
-            cfg_error(c, s, "prefix", "only for the etcd store");
+            wh_cfg_error(c, etcd, NULL, "needs at least one endpoint");
+        if (etcd && wh_cfg_member(s, "dir"))
+            wh_cfg_error(c, s, "dir", "choose one store: dir (embedded) or etcd, not both");
+        if (!etcd && wh_cfg_member(s, "prefix"))
+            wh_cfg_error(c, s, "prefix", "only for the etcd store");
     }
     state_defaults(c, st);
 }
 
-void cfg_state_reset(struct cfg_ctx *c, struct wh_config *cfg)
+void wh_cfg_state_reset(struct cfg_ctx *c, struct wh_config *cfg)
 {
     struct wh_cfg_state *st = &cfg->state;
     free(st->dir);
     free(st->prefix);
-    cfg_free_strv(st->etcd, st->n_etcd);
+    wh_cfg_free_strv(st->etcd, st->n_etcd);
     memset(st, 0, sizeof(*st));
     cfg->has_state = 0;
     if (c)

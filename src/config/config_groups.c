@@ -30,13 +30,14 @@ static const struct cfg_param stickiness_params[] = {
 static const struct cfg_block stickiness_block = CFG_BLOCK(stickiness_params, NULL);
 
 static const struct cfg_param health_params[] = {
-    {"path", CFG_STRING, HC(path), .sdef = "/health", .check = cfg_check_url_path},
+    {"path", CFG_STRING, HC(path), .sdef = "/health", .check = wh_cfg_check_url_path},
     CFG_NUM("interval", CFG_DURATION, HC(interval), 0.1, 300, 5),
     CFG_NUM("timeout", CFG_DURATION, HC(timeout), 0.1, 120, 2),
     CFG_NUM("healthy_threshold", CFG_INT, HC(healthy_threshold), 1, 10, 2),
     CFG_NUM("unhealthy_threshold", CFG_INT, HC(unhealthy_threshold), 1, 10, 2),
-    {"matcher", CFG_STRING, HC(matcher), .sdef = "200-399", .check = cfg_check_matcher},
-    {"host", CFG_STRING, HC(host), .sdef = "", .flags = CFG_EMPTY_OK, .check = cfg_check_hostname},
+    {"matcher", CFG_STRING, HC(matcher), .sdef = "200-399", .check = wh_cfg_check_matcher},
+    {"host", CFG_STRING, HC(host), .sdef = "", .flags = CFG_EMPTY_OK,
+     .check = wh_cfg_check_hostname},
 };
 static const char *const health_others[] = {"port", NULL};
 static const struct cfg_block health_block = CFG_BLOCK(health_params, health_others);
@@ -70,13 +71,13 @@ static void parse_health_port(struct cfg_ctx *c, const config_setting_t *s,
             return;
         }
     }
-    cfg_error(c, s, NULL, "must be \"traffic-port\" or a port number from 1 to 65535");
+    wh_cfg_error(c, s, NULL, "must be \"traffic-port\" or a port number from 1 to 65535");
 }
 
 static void parse_health(struct cfg_ctx *c, const config_setting_t *s,
                          struct wh_cfg_health_check *hc)
 {
-    int rc = cfg_block_parse(c, s, &health_block, hc);
+    int rc = wh_cfg_block_parse(c, s, &health_block, hc);
     hc->port = 0;
     if (!s || !config_setting_is_group(s))
         return;
@@ -86,8 +87,8 @@ static void parse_health(struct cfg_ctx *c, const config_setting_t *s,
         parse_health_port(c, port, hc);
     const config_setting_t *timeout = config_setting_get_member(s, "timeout");
     if (rc == 0 && hc->timeout >= hc->interval)
-        cfg_error(c, timeout ? timeout : s, timeout ? NULL : "timeout",
-                  "must be below interval (%g s is not below %g s)", hc->timeout, hc->interval);
+        wh_cfg_error(c, timeout ? timeout : s, timeout ? NULL : "timeout",
+                     "must be below interval (%g s is not below %g s)", hc->timeout, hc->interval);
 }
 
 static int parse_target(struct cfg_ctx *c, const config_setting_t *e, struct wh_cfg_target *t)
@@ -98,23 +99,23 @@ static int parse_target(struct cfg_ctx *c, const config_setting_t *e, struct wh_
         char err[256];
         if (wh_addr_parse(config_setting_get_string(e), &t->addr, err, sizeof(err)) == 0)
             return 0;
-        cfg_error(c, e, NULL, "%s", err);
+        wh_cfg_error(c, e, NULL, "%s", err);
         return -1;
     }
     if (!config_setting_is_group(e)) {
-        cfg_error(c, e, NULL, "expected \"ADDRESS:PORT\" or { address = ...; weight = ...; }");
+        wh_cfg_error(c, e, NULL, "expected \"ADDRESS:PORT\" or { address = ...; weight = ...; }");
         return -1;
     }
-    return cfg_block_parse(c, e, &target_block, t);
+    return wh_cfg_block_parse(c, e, &target_block, t);
 }
 
 static void parse_targets(struct cfg_ctx *c, const config_setting_t *s,
                           struct wh_cfg_target_group *g)
 {
-    if (cfg_expect_list(c, s) < 0)
+    if (wh_cfg_expect_list(c, s) < 0)
         return;
     size_t n = (size_t)config_setting_length(s);
-    g->targets = cfg_calloc(c, n, sizeof(*g->targets));
+    g->targets = wh_cfg_calloc(c, n, sizeof(*g->targets));
     if (!g->targets)
         return;
     for (size_t i = 0; i < n; i++) {
@@ -127,7 +128,8 @@ static void parse_targets(struct cfg_ctx *c, const config_setting_t *s,
             if (wh_addr_equal(&g->targets[k].addr, &t->addr))
                 dup = &g->targets[k];
         if (dup)
-            cfg_error(c, e, NULL, "duplicate target %s (also at line %d)", t->addr.text, dup->line);
+            wh_cfg_error(c, e, NULL, "duplicate target %s (also at line %d)", t->addr.text,
+                         dup->line);
         else
             g->n_targets++;
     }
@@ -136,22 +138,22 @@ static void parse_targets(struct cfg_ctx *c, const config_setting_t *s,
 static void parse_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_target_group *g)
 {
     g->line = (int)config_setting_source_line(s);
-    cfg_block_parse(c, s, &group_block, g);
-    cfg_block_parse(c, cfg_member(s, "stickiness"), &stickiness_block, g);
-    parse_health(c, cfg_member(s, "health_check"), &g->health_check);
-    cfg_block_parse(c, cfg_member(s, "passive"), &passive_block, &g->passive);
-    const config_setting_t *targets = cfg_member(s, "targets");
+    wh_cfg_block_parse(c, s, &group_block, g);
+    wh_cfg_block_parse(c, wh_cfg_member(s, "stickiness"), &stickiness_block, g);
+    parse_health(c, wh_cfg_member(s, "health_check"), &g->health_check);
+    wh_cfg_block_parse(c, wh_cfg_member(s, "passive"), &passive_block, &g->passive);
+    const config_setting_t *targets = wh_cfg_member(s, "targets");
     if (targets)
         parse_targets(c, targets, g);
 }
 
-void cfg_groups_parse(struct cfg_ctx *c, const config_setting_t *list)
+void wh_cfg_groups_parse(struct cfg_ctx *c, const config_setting_t *list)
 {
     struct wh_config *cfg = c->cfg;
-    if (!list || cfg_expect_list(c, list) < 0)
+    if (!list || wh_cfg_expect_list(c, list) < 0)
         return;
     size_t n = (size_t)config_setting_length(list);
-    cfg->target_groups = cfg_calloc(c, n, sizeof(*cfg->target_groups));
+    cfg->target_groups = wh_cfg_calloc(c, n, sizeof(*cfg->target_groups));
     if (!cfg->target_groups)
         return;
     for (size_t i = 0; i < n; i++) {
@@ -162,15 +164,25 @@ void cfg_groups_parse(struct cfg_ctx *c, const config_setting_t *list)
             continue;
         const struct wh_cfg_target_group *first = wh_config_group(cfg, g->name);
         if (first != g)
-            cfg_error(c, s, "name", "duplicate target group name \"%s\" (first at line %d)",
-                      g->name, first->line);
+            wh_cfg_error(c, s, "name", "duplicate target group name \"%s\" (first at line %d)",
+                         g->name, first->line);
     }
 }
 
-void cfg_group_free(struct wh_cfg_target_group *g)
+void wh_cfg_group_free(struct wh_cfg_target_group *g)
 {
     free(g->health_check.path);
     free(g->health_check.matcher);
     free(g->health_check.host);
     free(g->targets);
+}
+
+/* ---- lookup ---- */
+
+const struct wh_cfg_target_group *wh_config_group(const struct wh_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_target_groups; i++)
+        if (strcmp(cfg->target_groups[i].name, name) == 0)
+            return &cfg->target_groups[i];
+    return NULL;
 }

@@ -3,7 +3,8 @@
  * accepted with one warning and dropped from the result; a documented key
  * inside a built block whose feature is not built is an error. Building a
  * feature means adding its bit to WH_FEATURES_BUILT (wharf/config.h); this
- * table stays as it is. */
+ * table stays as it is. The names of the feature bits (wh_feature_name)
+ * live here too. */
 #include <string.h>
 
 #include "config/config-int.h"
@@ -47,22 +48,22 @@ static int several(const config_setting_t *s)
 
 static void drop_hosts(struct cfg_ctx *c)
 {
-    cfg_hosts_free(c->cfg);
+    wh_cfg_hosts_free(c->cfg);
 }
 
 static void drop_services(struct cfg_ctx *c)
 {
-    cfg_services_free(c->cfg);
+    wh_cfg_services_free(c->cfg);
 }
 
 static void drop_admin(struct cfg_ctx *c)
 {
-    cfg_admin_reset(c->cfg);
+    wh_cfg_admin_reset(c->cfg);
 }
 
 static void drop_state(struct cfg_ctx *c)
 {
-    cfg_state_reset(c, c->cfg);
+    wh_cfg_state_reset(c, c->cfg);
 }
 
 #define NOT_BUILT "not built yet in this version; block ignored"
@@ -139,13 +140,13 @@ static int walk(struct cfg_ctx *c, const config_setting_t *s, const char *path,
     if (st->applies && !st->applies(m))
         return 0;
     if (st->drop)
-        cfg_warn(c, m, NULL, "%s", st->message);
+        wh_cfg_warn(c, m, NULL, "%s", st->message);
     else
-        cfg_error(c, m, NULL, "%s", st->message);
+        wh_cfg_error(c, m, NULL, "%s", st->message);
     return 1;
 }
 
-void cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root)
+void wh_cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root)
 {
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++) {
         const struct cfg_stage *st = &stages[i];
@@ -154,4 +155,19 @@ void cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root)
         if (walk(c, root, st->path, st) && st->drop)
             st->drop(c);
     }
+}
+
+/* ---- names ---- */
+
+static const char *const feature_names[] = {
+    "tls",   "rules",      "health_check", "admin",      "hosts",      "services",
+    "state", "access_log", "algorithms",   "stickiness", "slow_start", "passive",
+};
+
+const char *wh_feature_name(unsigned feature)
+{
+    for (size_t i = 0; i < sizeof(feature_names) / sizeof(feature_names[0]); i++)
+        if (feature == 1u << i)
+            return feature_names[i];
+    return NULL;
 }

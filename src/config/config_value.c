@@ -12,12 +12,9 @@
 
 #define FIELD(base, p, type) ((type *)((char *)(base) + (p)->off))
 
-const config_setting_t *cfg_member(const config_setting_t *group, const char *name)
-{
-    if (!group || !config_setting_is_group(group))
-        return NULL;
-    return config_setting_get_member(group, name);
-}
+/* Parse "64k", "10m", "1g" (k = 1024) or plain digits. 0 or -1. */
+static int cfg_parse_size(const char *text, uint64_t *out);
+static void cfg_format_size(uint64_t v, char *buf, size_t len);
 
 static const char *type_name(const config_setting_t *s)
 {
@@ -42,19 +39,20 @@ static const char *type_name(const config_setting_t *s)
     }
 }
 
-int cfg_expect_group(struct cfg_ctx *c, const config_setting_t *s)
+/* 0, or -1 after reporting "expected a group { ... }" at s. */
+static int cfg_expect_group(struct cfg_ctx *c, const config_setting_t *s)
 {
     if (config_setting_is_group(s))
         return 0;
-    cfg_error(c, s, NULL, "expected a group { ... }, got %s", type_name(s));
+    wh_cfg_error(c, s, NULL, "expected a group { ... }, got %s", type_name(s));
     return -1;
 }
 
-int cfg_expect_list(struct cfg_ctx *c, const config_setting_t *s)
+int wh_cfg_expect_list(struct cfg_ctx *c, const config_setting_t *s)
 {
     if (config_setting_is_list(s) || config_setting_is_array(s))
         return 0;
-    cfg_error(c, s, NULL, "expected a list ( ... ), got %s", type_name(s));
+    wh_cfg_error(c, s, NULL, "expected a list ( ... ), got %s", type_name(s));
     return -1;
 }
 
@@ -112,7 +110,9 @@ static int block_knows(const struct cfg_block *b, const char *name, const char *
     return 0;
 }
 
-int cfg_check_keys(struct cfg_ctx *c, const config_setting_t *group, const struct cfg_block *b)
+/* Report every member of group whose name is not in params or others. */
+static int cfg_check_keys(struct cfg_ctx *c, const config_setting_t *group,
+                          const struct cfg_block *b)
 {
     int rc = 0;
     for (int i = 0; i < config_setting_length(group); i++) {
@@ -121,9 +121,9 @@ int cfg_check_keys(struct cfg_ctx *c, const config_setting_t *group, const struc
         if (block_knows(b, config_setting_name(m), &nearest))
             continue;
         if (nearest)
-            cfg_error(c, m, NULL, "unknown key (did you mean %s?)", nearest);
+            wh_cfg_error(c, m, NULL, "unknown key (did you mean %s?)", nearest);
         else
-            cfg_error(c, m, NULL, "unknown key");
+            wh_cfg_error(c, m, NULL, "unknown key");
         rc = -1;
     }
     return rc;
@@ -134,16 +134,16 @@ int cfg_check_keys(struct cfg_ctx *c, const config_setting_t *group, const struc
 static void range_error(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_param *p)
 {
     if (p->range_text) {
-        cfg_error(c, s, NULL, "must be %s", p->range_text);
+        wh_cfg_error(c, s, NULL, "must be %s", p->range_text);
     } else if (p->kind == CFG_SIZE || p->kind == CFG_SIZE64) {
         char lo[32], hi[32];
         cfg_format_size((uint64_t)p->min, lo, sizeof(lo));
         cfg_format_size((uint64_t)p->max, hi, sizeof(hi));
-        cfg_error(c, s, NULL, "must be between %s and %s", lo, hi);
+        wh_cfg_error(c, s, NULL, "must be between %s and %s", lo, hi);
     } else if (p->flags & CFG_ZERO_OFF) {
-        cfg_error(c, s, NULL, "must be 0 (off) or between %g and %g", p->min, p->max);
+        wh_cfg_error(c, s, NULL, "must be 0 (off) or between %g and %g", p->min, p->max);
     } else {
-        cfg_error(c, s, NULL, "must be between %g and %g", p->min, p->max);
+        wh_cfg_error(c, s, NULL, "must be between %g and %g", p->min, p->max);
     }
 }
 
@@ -163,7 +163,7 @@ static int parse_int(struct cfg_ctx *c, const config_setting_t *s, const struct 
                      void *base)
 {
     if (!is_integer(s)) {
-        cfg_error(c, s, NULL, "expected an integer, got %s", type_name(s));
+        wh_cfg_error(c, s, NULL, "expected an integer, got %s", type_name(s));
         return -1;
     }
     long long v = config_setting_get_int64(s);
@@ -184,8 +184,8 @@ static int parse_duration(struct cfg_ctx *c, const config_setting_t *s, const st
     } else if (config_setting_type(s) == CONFIG_TYPE_FLOAT) {
         v = config_setting_get_float(s);
     } else {
-        cfg_error(c, s, NULL, "expected a duration in seconds (such as 5 or 0.5), got %s",
-                  type_name(s));
+        wh_cfg_error(c, s, NULL, "expected a duration in seconds (such as 5 or 0.5), got %s",
+                     type_name(s));
         return -1;
     }
     if (!isfinite(v) || !in_range(p, v)) {
@@ -204,23 +204,23 @@ static int parse_size(struct cfg_ctx *c, const config_setting_t *s, const struct
         long long i = config_setting_get_int64(s);
         if (i < 0) {
             /* libconfig 1.5 wraps plain integers above 2^31-1 silently. */
-            cfg_error(c, s, NULL,
-                      "must not be negative (for values above 2147483647 write a "
-                      "string such as \"3g\", or an L suffix)");
+            wh_cfg_error(c, s, NULL,
+                         "must not be negative (for values above 2147483647 write a "
+                         "string such as \"3g\", or an L suffix)");
             return -1;
         }
         v = (uint64_t)i;
     } else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
         if (cfg_parse_size(config_setting_get_string(s), &v) < 0) {
-            cfg_error(c, s, NULL,
-                      "\"%s\" is not a size: write bytes, or a string such as "
-                      "\"64k\", \"10m\" or \"1g\"",
-                      config_setting_get_string(s));
+            wh_cfg_error(c, s, NULL,
+                         "\"%s\" is not a size: write bytes, or a string such as "
+                         "\"64k\", \"10m\" or \"1g\"",
+                         config_setting_get_string(s));
             return -1;
         }
     } else {
-        cfg_error(c, s, NULL, "expected a size (bytes, or a string such as \"64k\"), got %s",
-                  type_name(s));
+        wh_cfg_error(c, s, NULL, "expected a size (bytes, or a string such as \"64k\"), got %s",
+                     type_name(s));
         return -1;
     }
     if (!in_range(p, (double)v)) {
@@ -238,7 +238,7 @@ static int parse_bool(struct cfg_ctx *c, const config_setting_t *s, const struct
                       void *base)
 {
     if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
-        cfg_error(c, s, NULL, "expected true or false, got %s", type_name(s));
+        wh_cfg_error(c, s, NULL, "expected true or false, got %s", type_name(s));
         return -1;
     }
     *FIELD(base, p, int) = config_setting_get_bool(s) ? 1 : 0;
@@ -262,27 +262,27 @@ static void choices_error(struct cfg_ctx *c, const config_setting_t *s, const ch
         int w = snprintf(list + n, sizeof(list) - n, "%s\"%s\"", i ? ", " : "", choices[i]);
         n += w > 0 ? (size_t)w : 0;
     }
-    cfg_error(c, s, NULL, "\"%s\" is not one of %s", v, list);
+    wh_cfg_error(c, s, NULL, "\"%s\" is not one of %s", v, list);
 }
 
 static const char *get_string(struct cfg_ctx *c, const config_setting_t *s,
                               const struct cfg_param *p)
 {
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-        cfg_error(c, s, NULL, "expected a string, got %s", type_name(s));
+        wh_cfg_error(c, s, NULL, "expected a string, got %s", type_name(s));
         return NULL;
     }
     const char *v = config_setting_get_string(s);
     size_t len = strlen(v);
     if (len == 0 && !(p->flags & CFG_EMPTY_OK)) {
-        cfg_error(c, s, NULL, "must not be empty");
+        wh_cfg_error(c, s, NULL, "must not be empty");
         return NULL;
     }
     if ((p->min > 0 && (double)len < p->min) || (p->max > 0 && (double)len > p->max)) {
         if (p->max > 0)
-            cfg_error(c, s, NULL, "must be %g to %g characters long", p->min, p->max);
+            wh_cfg_error(c, s, NULL, "must be %g to %g characters long", p->min, p->max);
         else
-            cfg_error(c, s, NULL, "must be at least %g characters long", p->min);
+            wh_cfg_error(c, s, NULL, "must be at least %g characters long", p->min);
         return NULL;
     }
     if (p->choices && choice_index(p->choices, v) < 0) {
@@ -291,7 +291,7 @@ static const char *get_string(struct cfg_ctx *c, const config_setting_t *s,
     }
     char err[256];
     if (p->check && p->check(v, err, sizeof(err)) < 0) {
-        cfg_error(c, s, NULL, "%s", err);
+        wh_cfg_error(c, s, NULL, "%s", err);
         return NULL;
     }
     return v;
@@ -305,7 +305,7 @@ static int parse_string(struct cfg_ctx *c, const config_setting_t *s, const stru
         return -1;
     char **field = FIELD(base, p, char *);
     free(*field);
-    *field = cfg_strdup(c, v);
+    *field = wh_cfg_strdup(c, v);
     return 0;
 }
 
@@ -333,12 +333,13 @@ static int parse_name(struct cfg_ctx *c, const config_setting_t *s, const struct
     size_t len = strlen(v);
     for (size_t i = 0; i < len; i++) {
         if (!name_char((unsigned char)v[i])) {
-            cfg_error(c, s, NULL, "\"%s\": a name may hold only letters, digits, '-', '_', '.'", v);
+            wh_cfg_error(c, s, NULL, "\"%s\": a name may hold only letters, digits, '-', '_', '.'",
+                         v);
             return -1;
         }
     }
     if (len >= WH_NAME_MAX) {
-        cfg_error(c, s, NULL, "is longer than %d characters", WH_NAME_MAX - 1);
+        wh_cfg_error(c, s, NULL, "is longer than %d characters", WH_NAME_MAX - 1);
         return -1;
     }
     memcpy(FIELD(base, p, char), v, len + 1);
@@ -353,7 +354,7 @@ static int parse_addr(struct cfg_ctx *c, const config_setting_t *s, const struct
         return -1;
     char err[256];
     if (wh_addr_parse(v, FIELD(base, p, struct wh_addr), err, sizeof(err)) < 0) {
-        cfg_error(c, s, NULL, "%s", err);
+        wh_cfg_error(c, s, NULL, "%s", err);
         return -1;
     }
     return 0;
@@ -377,7 +378,7 @@ static void set_default(struct cfg_ctx *c, const struct cfg_param *p, void *base
         break;
     case CFG_STRING:
         free(*FIELD(base, p, char *));
-        *FIELD(base, p, char *) = p->sdef ? cfg_strdup(c, p->sdef) : NULL;
+        *FIELD(base, p, char *) = p->sdef ? wh_cfg_strdup(c, p->sdef) : NULL;
         break;
     case CFG_ENUM:
         *FIELD(base, p, int) = p->sdef ? choice_index(p->choices, p->sdef) : 0;
@@ -400,8 +401,8 @@ static const param_fn param_parsers[] = {
     [CFG_ENUM] = parse_enum,   [CFG_NAME] = parse_name,         [CFG_ADDR] = parse_addr,
 };
 
-int cfg_params_parse(struct cfg_ctx *c, const config_setting_t *group,
-                     const struct cfg_param *params, size_t n, void *base)
+int wh_cfg_params_parse(struct cfg_ctx *c, const config_setting_t *group,
+                        const struct cfg_param *params, size_t n, void *base)
 {
     int rc = 0;
     for (size_t i = 0; i < n; i++)
@@ -413,7 +414,7 @@ int cfg_params_parse(struct cfg_ctx *c, const config_setting_t *group,
         const config_setting_t *s = config_setting_get_member(group, p->name);
         if (!s) {
             if (p->flags & CFG_REQUIRED) {
-                cfg_error(c, group, p->name, "required key is missing");
+                wh_cfg_error(c, group, p->name, "required key is missing");
                 rc = -1;
             }
             continue;
@@ -424,10 +425,10 @@ int cfg_params_parse(struct cfg_ctx *c, const config_setting_t *group,
     return rc;
 }
 
-int cfg_block_parse(struct cfg_ctx *c, const config_setting_t *group, const struct cfg_block *b,
-                    void *base)
+int wh_cfg_block_parse(struct cfg_ctx *c, const config_setting_t *group, const struct cfg_block *b,
+                       void *base)
 {
-    int rc = cfg_params_parse(c, group, b->params, b->n_params, base);
+    int rc = wh_cfg_params_parse(c, group, b->params, b->n_params, base);
     if (!group)
         return rc;
     if (cfg_expect_group(c, group) < 0)
@@ -437,14 +438,14 @@ int cfg_block_parse(struct cfg_ctx *c, const config_setting_t *group, const stru
 
 /* ---- lists and maps of strings ---- */
 
-void cfg_free_strv(char **v, size_t n)
+void wh_cfg_free_strv(char **v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++)
         free(v[i]);
     free(v);
 }
 
-void cfg_free_kv(struct wh_cfg_kv *kv, size_t n)
+void wh_cfg_free_kv(struct wh_cfg_kv *kv, size_t n)
 {
     for (size_t i = 0; kv && i < n; i++) {
         free(kv[i].key);
@@ -456,34 +457,34 @@ void cfg_free_kv(struct wh_cfg_kv *kv, size_t n)
 static int one_string(struct cfg_ctx *c, const config_setting_t *e, cfg_check_fn check)
 {
     if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-        cfg_error(c, e, NULL, "expected a string, got %s", type_name(e));
+        wh_cfg_error(c, e, NULL, "expected a string, got %s", type_name(e));
         return -1;
     }
     const char *v = config_setting_get_string(e);
     char err[256];
     if (!*v) {
-        cfg_error(c, e, NULL, "must not be empty");
+        wh_cfg_error(c, e, NULL, "must not be empty");
         return -1;
     }
     if (check && check(v, err, sizeof(err)) < 0) {
-        cfg_error(c, e, NULL, "%s", err);
+        wh_cfg_error(c, e, NULL, "%s", err);
         return -1;
     }
     return 0;
 }
 
-int cfg_string_list(struct cfg_ctx *c, const config_setting_t *s, size_t max, cfg_check_fn check,
-                    char ***out, size_t *n)
+int wh_cfg_string_list(struct cfg_ctx *c, const config_setting_t *s, size_t max, cfg_check_fn check,
+                       char ***out, size_t *n)
 {
     int lone = config_setting_type(s) == CONFIG_TYPE_STRING;
     if (!lone && !config_setting_is_list(s) && !config_setting_is_array(s)) {
-        cfg_error(c, s, NULL, "expected a string or a list of strings [ \"...\" ], got %s",
-                  type_name(s));
+        wh_cfg_error(c, s, NULL, "expected a string or a list of strings [ \"...\" ], got %s",
+                     type_name(s));
         return -1;
     }
     size_t len = lone ? 1 : (size_t)config_setting_length(s);
     if (max && len > max) {
-        cfg_error(c, s, NULL, "has %zu values; at most %zu are allowed", len, max);
+        wh_cfg_error(c, s, NULL, "has %zu values; at most %zu are allowed", len, max);
         return -1;
     }
     int rc = 0;
@@ -492,18 +493,18 @@ int cfg_string_list(struct cfg_ctx *c, const config_setting_t *s, size_t max, cf
             rc = -1;
     if (rc < 0)
         return -1;
-    char **v = cfg_calloc(c, len, sizeof(*v));
+    char **v = wh_cfg_calloc(c, len, sizeof(*v));
     if (!v)
         return -1;
     for (size_t i = 0; i < len; i++)
-        v[i] = cfg_strdup(c, lone ? config_setting_get_string(s)
-                                  : config_setting_get_string_elem(s, (int)i));
+        v[i] = wh_cfg_strdup(c, lone ? config_setting_get_string(s)
+                                     : config_setting_get_string_elem(s, (int)i));
     *out = v;
     *n = len;
     return 0;
 }
 
-int cfg_kv_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_kv **out, size_t *n)
+int wh_cfg_kv_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_kv **out, size_t *n)
 {
     if (cfg_expect_group(c, s) < 0)
         return -1;
@@ -512,20 +513,20 @@ int cfg_kv_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_kv 
     for (size_t i = 0; i < len; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-            cfg_error(c, e, NULL, "expected a string (quote numbers: \"8080\"), got %s",
-                      type_name(e));
+            wh_cfg_error(c, e, NULL, "expected a string (quote numbers: \"8080\"), got %s",
+                         type_name(e));
             rc = -1;
         }
     }
     if (rc < 0)
         return -1;
-    struct wh_cfg_kv *kv = cfg_calloc(c, len, sizeof(*kv));
+    struct wh_cfg_kv *kv = wh_cfg_calloc(c, len, sizeof(*kv));
     if (!kv)
         return -1;
     for (size_t i = 0; i < len; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        kv[i].key = cfg_strdup(c, config_setting_name(e));
-        kv[i].value = cfg_strdup(c, config_setting_get_string(e));
+        kv[i].key = wh_cfg_strdup(c, config_setting_name(e));
+        kv[i].value = wh_cfg_strdup(c, config_setting_get_string(e));
     }
     *out = kv;
     *n = len;
@@ -534,7 +535,7 @@ int cfg_kv_group(struct cfg_ctx *c, const config_setting_t *s, struct wh_cfg_kv 
 
 /* ---- sizes ---- */
 
-int cfg_parse_size(const char *text, uint64_t *out)
+static int cfg_parse_size(const char *text, uint64_t *out)
 {
     const char *p = text;
     uint64_t v = 0;
@@ -572,7 +573,7 @@ int cfg_parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
-void cfg_format_size(uint64_t v, char *buf, size_t len)
+static void cfg_format_size(uint64_t v, char *buf, size_t len)
 {
     static const char units[] = "gmk";
     for (int i = 0; i < 3; i++) {
@@ -587,7 +588,7 @@ void cfg_format_size(uint64_t v, char *buf, size_t len)
 
 /* ---- validators ---- */
 
-int cfg_check_cidr(const char *v, char *err, size_t errlen)
+int wh_cfg_check_cidr(const char *v, char *err, size_t errlen)
 {
     struct wh_cidr c;
     if (wh_cidr_parse(v, &c) == 0)
@@ -606,7 +607,7 @@ static int matcher_code(const char **p, int *code)
     return digits == 3 && v >= 100 && v <= 599 ? 0 : -1;
 }
 
-int cfg_check_matcher(const char *v, char *err, size_t errlen)
+int wh_cfg_check_matcher(const char *v, char *err, size_t errlen)
 {
     const char *p = v;
     for (;;) {
@@ -632,15 +633,15 @@ bad:
     return -1;
 }
 
-int cfg_check_abs_path(const char *v, char *err, size_t errlen)
+int wh_cfg_check_abs_path(const char *v, char *err, size_t errlen)
 {
-    if (v[0] == '/' && cfg_check_no_ctl(v, err, errlen) == 0)
+    if (v[0] == '/' && wh_cfg_check_no_ctl(v, err, errlen) == 0)
         return 0;
     snprintf(err, errlen, "\"%s\" is not an absolute path", v);
     return -1;
 }
 
-int cfg_check_url_path(const char *v, char *err, size_t errlen)
+int wh_cfg_check_url_path(const char *v, char *err, size_t errlen)
 {
     for (const char *p = v; *p; p++) {
         if ((unsigned char)*p <= ' ' || *p == 0x7f) {
@@ -654,7 +655,7 @@ int cfg_check_url_path(const char *v, char *err, size_t errlen)
     return -1;
 }
 
-int cfg_check_no_ctl(const char *v, char *err, size_t errlen)
+int wh_cfg_check_no_ctl(const char *v, char *err, size_t errlen)
 {
     for (const char *p = v; *p; p++) {
         if ((unsigned char)*p < ' ' || *p == 0x7f) {
@@ -667,7 +668,7 @@ int cfg_check_no_ctl(const char *v, char *err, size_t errlen)
 
 /* Host names and host patterns: letters, digits, '-', '.', and the
  * wildcards '*' and '?' (rules' host condition). */
-int cfg_check_hostname(const char *v, char *err, size_t errlen)
+int wh_cfg_check_hostname(const char *v, char *err, size_t errlen)
 {
     for (const char *p = v; *p; p++) {
         if (!isalnum((unsigned char)*p) && !strchr("-.*?", *p)) {
@@ -682,7 +683,7 @@ int cfg_check_hostname(const char *v, char *err, size_t errlen)
 }
 
 /* An HTTP token (RFC 9110): header names and methods. */
-int cfg_check_token(const char *v, char *err, size_t errlen)
+int wh_cfg_check_token(const char *v, char *err, size_t errlen)
 {
     for (const char *p = v; *p; p++) {
         if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p)) {

@@ -22,12 +22,15 @@
 #include <event2/event.h>
 
 #include "wharf/log.h"
+#include "wharf/obj.h"
 
 #ifndef CURL_WRITEFUNC_ERROR
 #define CURL_WRITEFUNC_ERROR 0xFFFFFFFF
 #endif
 
 struct sock_ctx {
+    unsigned magic;
+#define SOCK_MAGIC 0x63736f6bu /* "csok" */
     struct event *ev;
     curl_socket_t fd;
     struct wh_curl_loop *loop;
@@ -35,6 +38,8 @@ struct sock_ctx {
 };
 
 struct wh_curl_call {
+    unsigned magic;
+#define CALL_MAGIC 0x6363616cu /* "ccal" */
     struct wh_curl_loop *loop;
     CURL *easy;
     struct curl_slist *headers;
@@ -54,6 +59,8 @@ struct wh_curl_call {
 TAILQ_HEAD(call_list, wh_curl_call);
 
 struct wh_curl_loop {
+    unsigned magic;
+#define LOOP_MAGIC 0x6375726cu /* "curl" */
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
@@ -87,7 +94,7 @@ static void call_free(struct wh_curl_call *c)
     curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     free(c->body);
-    free(c);
+    WH_FREE_OBJ(c);
 }
 
 /* Detach from the multi and the list, report (unless cancelled), free. */
@@ -124,6 +131,7 @@ static void check_multi_info(struct wh_curl_loop *loop)
         struct wh_curl_call *c = NULL;
         CURLcode code = msg->data.result;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        WH_CHECK_OBJ_ORNULL(c, CALL_MAGIC);
         if (c)
             call_finish(c, code);
     }
@@ -131,7 +139,8 @@ static void check_multi_info(struct wh_curl_loop *loop)
 
 static void event_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_curl_loop *loop = arg;
+    struct wh_curl_loop *loop;
+    WH_CAST_OBJ(loop, arg, LOOP_MAGIC);
     int action =
         ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
@@ -143,7 +152,8 @@ static void event_cb(evutil_socket_t fd, short what, void *arg)
 
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_curl_loop *loop = arg;
+    struct wh_curl_loop *loop;
+    WH_CAST_OBJ(loop, arg, LOOP_MAGIC);
     int running;
     loop->in_action = 1;
     curl_multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -167,7 +177,8 @@ static int call_add(struct wh_curl_call *c)
  * can't be added completes at once with CURLE_FAILED_INIT. */
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_curl_loop *loop = arg;
+    struct wh_curl_loop *loop;
+    WH_CAST_OBJ(loop, arg, LOOP_MAGIC);
     struct wh_curl_call *c, *next;
     for (c = TAILQ_FIRST(&loop->calls); c; c = next) {
         next = TAILQ_NEXT(c, link);
@@ -184,14 +195,16 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    struct wh_curl_loop *loop = userp;
+    struct wh_curl_loop *loop;
+    WH_CAST_OBJ(loop, userp, LOOP_MAGIC);
     struct sock_ctx *s = socketp;
+    WH_CHECK_OBJ_ORNULL(s, SOCK_MAGIC);
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             curl_multi_assign(loop->multi, fd, NULL);
             LIST_REMOVE(s, link);
             event_free(s->ev);
-            free(s);
+            WH_FREE_OBJ(s);
         }
         return 0;
     }
@@ -201,9 +214,10 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
         s = calloc(1, sizeof(*s));
         if (!s)
             return -1;
+        WH_INIT_OBJ(s, SOCK_MAGIC);
         s->ev = event_new(loop->base, fd, kind, event_cb, loop);
         if (!s->ev) {
-            free(s);
+            WH_FREE_OBJ(s);
             return -1;
         }
         s->fd = fd;
@@ -219,7 +233,8 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-    struct wh_curl_loop *loop = userp;
+    struct wh_curl_loop *loop;
+    WH_CAST_OBJ(loop, userp, LOOP_MAGIC);
     if (timeout_ms < 0)
         return evtimer_del(loop->timer) == 0 ? 0 : -1;
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
@@ -231,6 +246,7 @@ struct wh_curl_loop *wh_curl_loop_new(struct event_base *base)
     struct wh_curl_loop *loop = calloc(1, sizeof(*loop));
     if (!loop)
         return NULL;
+    WH_INIT_OBJ(loop, LOOP_MAGIC);
     loop->base = base;
     TAILQ_INIT(&loop->calls);
     LIST_INIT(&loop->socks);
@@ -266,13 +282,13 @@ void wh_curl_loop_free(struct wh_curl_loop *loop)
     while ((s = LIST_FIRST(&loop->socks))) {
         LIST_REMOVE(s, link);
         event_free(s->ev);
-        free(s);
+        WH_FREE_OBJ(s);
     }
     if (loop->timer)
         event_free(loop->timer);
     if (loop->kick)
         event_free(loop->kick);
-    free(loop);
+    WH_FREE_OBJ(loop);
 }
 
 static int body_append(struct wh_curl_call *c, const char *data, size_t n)
@@ -297,7 +313,8 @@ static int body_append(struct wh_curl_call *c, const char *data, size_t n)
 
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
-    struct wh_curl_call *c = userp;
+    struct wh_curl_call *c;
+    WH_CAST_OBJ(c, userp, CALL_MAGIC);
     size_t n = size * nmemb;
     if (c->cancelled)
         return CURL_WRITEFUNC_ERROR;
@@ -325,6 +342,7 @@ static struct wh_curl_call *submit(struct wh_curl_loop *loop, CURL *easy,
     }
     *c = (struct wh_curl_call){
         .loop = loop, .easy = easy, .headers = headers, .done = done, .chunk = chunk, .arg = arg};
+    WH_INIT_OBJ(c, CALL_MAGIC);
     clock_gettime(CLOCK_MONOTONIC, &c->start);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, c);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
@@ -360,6 +378,7 @@ struct wh_curl_call *wh_curl_submit_stream(struct wh_curl_loop *loop, CURL *easy
 
 void wh_curl_cancel(struct wh_curl_call *call)
 {
+    WH_CHECK_OBJ_ORNULL(call, CALL_MAGIC);
     if (!call || call->cancelled || call->finishing)
         return;
     call->cancelled = 1;

@@ -1,11 +1,13 @@
-/* runtime/ private declarations: the Docker driver's pieces.
+/* runtime/ private declarations: the Docker driver's pieces, from the top
+ * down (each file calls only those below it):
  *
- * docker-json.c   pure helpers (no I/O): endpoint URLs, the line splitter,
- *                 JSON ↔ structs, the re-list diff; unit-tested directly
- * docker.c        the host object, its call queue, version negotiation,
- *                 error classification
- * docker-ops.c    the operations of the wh_runtime interface
- * docker-events.c the /events watch
+ * docker.c           the host object: the ops table, new and free
+ * docker_ops.c       the operations of the wh_runtime interface
+ * docker_events.c    the /events watch
+ * docker_transport.c the host's call queue over libcurl, version
+ *                    negotiation, error classification
+ * docker_json.c      pure helpers (no I/O): endpoint URLs, the line splitter,
+ *                    JSON ↔ structs, the re-list diff; unit-tested directly
  */
 #ifndef WHARF_RUNTIME_INT_H
 #define WHARF_RUNTIME_INT_H
@@ -16,12 +18,13 @@
 #include <cjson/cJSON.h>
 
 #include "wharf/curl_event.h"
+#include "wharf/obj.h"
 #include "wharf/runtime.h"
 
 #define WH_DK_API_VERSION "1.41"
 #define WH_DK_MAGIC 0x646f636bu /* "dock" */
 
-/* ---- pure helpers (docker-json.c) ---- */
+/* ---- pure helpers (docker_json.c) ---- */
 
 struct wh_dk_endpoint {
     int is_unix;
@@ -82,6 +85,13 @@ void wh_dk_ctr_sort(struct wh_dk_ctr *v, size_t n);
 /* Index of id in a sorted array, or -1. */
 long wh_dk_ctr_find(const struct wh_dk_ctr *v, size_t n, const char *id);
 
+/* A GET /containers/json answer as a new array (free with wh_dk_list_free).
+ * 0 or -1. */
+int wh_dk_list_parse(const cJSON *doc, struct wh_dk_ctr **out, size_t *n);
+void wh_dk_list_free(struct wh_dk_ctr *v, size_t n);
+/* GET /containers/json path for these label filters (all=1). New string. */
+char *wh_dk_list_path(const char *const *labels, size_t n_labels);
+
 /* Build a kv array over the string members of obj (borrowed strings).
  * *out NULL when there are none. 0 or -1. */
 int wh_dk_kv_from_object(const cJSON *obj, struct wh_rt_kv **out, size_t *n);
@@ -122,7 +132,7 @@ void wh_dk_diff(const struct wh_dk_ctr *old, size_t n_old, const struct wh_dk_ct
  * borrowed from doc). 0, or -1 when it isn't a container event. */
 int wh_dk_event_parse(const cJSON *doc, struct wh_rt_event *ev, struct wh_rt_kv **kv);
 
-/* ---- the host and its calls (docker.c) ---- */
+/* ---- the host and its calls (docker_transport.c) ---- */
 
 struct wh_dk_req;
 
@@ -155,6 +165,7 @@ struct wh_dk_call_opts {
     void (*on_headers)(void *ctx, long status);
 };
 
+/* The host: made and freed by docker.c, its queue run by the transport. */
 struct wh_dk {
     struct wh_runtime base; /* first */
     unsigned magic;
@@ -212,20 +223,26 @@ cJSON *wh_dk_parse_body(const struct wh_dk *dk, const struct wh_curl_result *res
 struct wh_dk_req *wh_dk_fail(struct wh_dk *dk, const struct wh_rt_error *err, wh_dk_done_fn fn,
                              void *ctx);
 
-struct wh_dk *wh_dk_from_rt(struct wh_runtime *rt);
+static inline struct wh_dk *wh_dk_from_rt(struct wh_runtime *rt)
+{
+    struct wh_dk *dk;
+    WH_CAST_OBJ(dk, (struct wh_dk *)rt, WH_DK_MAGIC);
+    return dk;
+}
 
-/* GET /containers/json path for these label filters (all=1). New string. */
-char *wh_dk_list_path(const char *const *labels, size_t n_labels);
 /* Parse a list answer (err is the call's) into *v (free with
  * wh_dk_list_free); 0, or -1 with *e set. */
 int wh_dk_list_answer(const struct wh_dk *dk, const struct wh_rt_error *err,
                       const struct wh_curl_result *res, struct wh_rt_error *e, struct wh_dk_ctr **v,
                       size_t *n);
-void wh_dk_list_free(struct wh_dk_ctr *v, size_t n);
 
-/* ---- operations (docker-ops.c) and the watch (docker-events.c) ---- */
+/* The transport's own resources of a host whose fields docker.c set: 0 or
+ * -1 (out of memory). fini drops every request (their owners free their
+ * contexts, nobody is called back); safe after a failed or no init. */
+int wh_dk_transport_init(struct wh_dk *dk);
+void wh_dk_transport_fini(struct wh_dk *dk);
 
-extern const struct wh_runtime_ops wh_dk_ops;
+/* ---- operations (docker_ops.c) and the watch (docker_events.c) ---- */
 
 int wh_dk_op_ping(struct wh_runtime *rt, wh_rt_done_fn cb, void *arg);
 int wh_dk_op_info(struct wh_runtime *rt, wh_rt_info_fn cb, void *arg);

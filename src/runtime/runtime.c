@@ -1,10 +1,10 @@
 /* The runtime interface: dispatch through the ops table, plus the helpers
- * every implementation shares (error kinds, pull policies, host params). */
+ * every implementation and caller shares (error kinds, pull policies). It
+ * knows no implementation (docker.c fills the table) and no configuration:
+ * callers build struct wh_rt_host_params themselves. */
 #include "wharf/runtime.h"
 
 #include <string.h>
-
-#include "wharf/config.h"
 
 const char *wh_rt_errkind_name(enum wh_rt_errkind kind)
 {
@@ -57,18 +57,6 @@ int wh_rt_pull_policy_parse(const char *text, enum wh_rt_pull_policy *out)
     else
         return -1;
     return 0;
-}
-
-void wh_rt_host_params_from_cfg(const struct wh_cfg_host *h, struct wh_rt_host_params *p)
-{
-    memset(p, 0, sizeof(*p));
-    p->id = h->id;
-    p->endpoint = h->docker;
-    p->tls_ca = h->tls_ca;
-    p->tls_cert = h->tls_cert;
-    p->tls_key = h->tls_key;
-    p->max_concurrent_calls = h->max_concurrent_calls;
-    p->call_timeout = h->call_timeout;
 }
 
 void wh_runtime_free(struct wh_runtime *rt)

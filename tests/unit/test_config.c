@@ -1509,6 +1509,47 @@ static void test_include_relative_to_file(void **state)
     rmdir(dir);
 }
 
+/* The parse context's order: the main file's messages first, then each
+ * included file's, by line; messages on one line in the order found. */
+static void test_messages_main_file_first_then_by_line(void **state)
+{
+    char dir[] = "/tmp/wharf-test-config-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char main_path[128], inc_path[128];
+    snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+    snprintf(inc_path, sizeof(inc_path), "%s/groups.conf", dir);
+    FILE *f = fopen(inc_path, "w");
+    assert_non_null(f);
+    fputs("target_groups = ( { name = \"web\";\n  slow_start = 5; } );\n", f);
+    fclose(f);
+    f = fopen(main_path, "w");
+    assert_non_null(f);
+    fputs("@include \"groups.conf\"\nworkers = 999;\nlisteners = ( { } );\n", f);
+    fclose(f);
+    struct msgs m = {0};
+    assert_null(wh_config_load_ex(main_path, ALL, collect, &m));
+    char want[5][256];
+    snprintf(want[0], sizeof(want[0]), "%s:2: workers: must be between 0 and 256", main_path);
+    snprintf(want[1], sizeof(want[1]), "%s:3: listeners[0].name: required key is missing",
+             main_path);
+    snprintf(want[2], sizeof(want[2]), "%s:3: listeners[0].bind: required key is missing",
+             main_path);
+    snprintf(want[3], sizeof(want[3]), "%s:3: listeners[0].default_action: required key is missing",
+             main_path);
+    snprintf(want[4], sizeof(want[4]), "%s:2: target_groups[web].slow_start: must be 0 (off)",
+             inc_path);
+    if (m.n != 5)
+        msgs_print(&m);
+    assert_int_equal(m.n, 5);
+    for (size_t i = 0; i < 5; i++)
+        if (strncmp(m.line[i], want[i], strlen(want[i])) != 0)
+            fail_msg("message %zu: \"%s\", expected \"%s...\"", i, m.line[i], want[i]);
+    msgs_free(&m);
+    unlink(inc_path);
+    unlink(main_path);
+    rmdir(dir);
+}
+
 /* ---- staging ---- */
 
 static void test_staging_unbuilt_block_warns_and_is_dropped(void **state)
@@ -1842,6 +1883,7 @@ int main(void)
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_include_relative_to_file),
+        cmocka_unit_test(test_messages_main_file_first_then_by_line),
         cmocka_unit_test(test_staging_unbuilt_block_warns_and_is_dropped),
         cmocka_unit_test(test_staging_unbuilt_block_is_still_validated),
         cmocka_unit_test(test_staging_each_flag),

@@ -1,4 +1,4 @@
-/* Unit tests of the runtime module's pure parts (src/runtime/docker-json.c)
+/* Unit tests of the runtime module's pure parts (src/runtime/docker_json.c)
  * and of the interface's dispatch through a mock. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,6 +196,42 @@ static void test_list_item_parse(void **state)
     assert_int_equal(wh_dk_status_exit_code("Up 2 minutes"), -1);
     wh_dk_ctr_clear(&c);
     cJSON_Delete(item);
+}
+
+/* A whole /containers/json answer: every item or nothing. */
+static void test_list_parse(void **state)
+{
+    struct wh_dk_ctr *v = (struct wh_dk_ctr *)1;
+    size_t n = 99;
+    cJSON *doc = cJSON_Parse("[{\"Id\":\"b2\",\"Names\":[\"/two\"],\"State\":\"running\","
+                             "\"Labels\":{\"wharf.service\":\"web\"}},{\"Id\":\"a1\","
+                             "\"State\":\"exited\",\"Status\":\"Exited (1) 1 second ago\"}]");
+    assert_int_equal(wh_dk_list_parse(doc, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].c.name, "two");
+    assert_true(v[0].c.running);
+    assert_int_equal(v[0].c.n_labels, 1);
+    assert_string_equal(v[1].c.id, "a1");
+    assert_int_equal(v[1].c.exit_code, 1);
+    wh_dk_ctr_sort(v, n);
+    assert_int_equal(wh_dk_ctr_find(v, n, "a1"), 0);
+    wh_dk_list_free(v, n);
+    cJSON_Delete(doc);
+    /* one bad item fails the list (and what was parsed is freed) */
+    doc = cJSON_Parse("[{\"Id\":\"a1\",\"Labels\":{\"k\":\"v\"}},{\"Names\":[\"/no-id\"]}]");
+    assert_int_equal(wh_dk_list_parse(doc, &v, &n), -1);
+    assert_null(v);
+    assert_int_equal(n, 0);
+    cJSON_Delete(doc);
+    doc = cJSON_Parse("[]");
+    assert_int_equal(wh_dk_list_parse(doc, &v, &n), 0);
+    assert_null(v);
+    assert_int_equal(n, 0);
+    cJSON_Delete(doc);
+    doc = cJSON_Parse("{\"message\":\"not a list\"}");
+    assert_int_equal(wh_dk_list_parse(doc, &v, &n), -1);
+    cJSON_Delete(doc);
+    wh_dk_list_free(NULL, 0);
 }
 
 static void test_event_parse(void **state)
@@ -483,6 +519,19 @@ static void stop_in_cb(void *arg, const struct wh_rt_event *ev)
     event_base_loopexit(r->base, NULL);
 }
 
+/* The watch's owner frees the whole runtime from the watch's callback: the
+ * host goes (watch included) once the callback returns. */
+static void free_rt_in_event_cb(void *arg, const struct wh_rt_event *ev)
+{
+    struct reent *r = arg;
+    assert_int_equal(ev->kind, WH_RT_EV_DISCONNECTED);
+    r->disconnects++;
+    wh_runtime_free(r->rt);
+    r->rt = NULL;
+    r->watch = NULL;
+    event_base_loopexit(r->base, NULL);
+}
+
 static struct wh_runtime *dead_runtime(struct wh_curl_loop *loop)
 {
     char err[WH_ERR_LEN];
@@ -531,6 +580,28 @@ static void test_stop_watch_from_its_callback(void **state)
     event_base_free(r.base);
 }
 
+static void test_free_runtime_from_watch_callback(void **state)
+{
+    struct reent r = {0};
+    r.base = event_base_new();
+    struct wh_curl_loop *loop = wh_curl_loop_new(r.base);
+    r.rt = dead_runtime(loop);
+    struct wh_rt_events_params p = {.backoff_initial = 0.01};
+    r.watch = wh_rt_events_start(r.rt, &p, free_rt_in_event_cb, &r);
+    assert_non_null(r.watch);
+    assert_int_equal(wh_rt_ping(r.rt, late_cb, &r), 0);
+    struct timeval tv = {3, 0};
+    event_base_loopexit(r.base, &tv);
+    event_base_dispatch(r.base);
+    assert_int_equal(r.disconnects, 1);
+    assert_null(r.rt);
+    /* the ping failed before the watch's stream did, or was dropped */
+    assert_true(r.late <= 1);
+    assert_int_equal(wh_curl_loop_active(loop), 0);
+    wh_curl_loop_free(loop);
+    event_base_free(r.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_inspect_parse),
         cmocka_unit_test(test_ports_ipv4),
         cmocka_unit_test(test_list_item_parse),
+        cmocka_unit_test(test_list_parse),
         cmocka_unit_test(test_event_parse),
         cmocka_unit_test(test_create_body),
         cmocka_unit_test(test_create_body_minimal_and_bad),
@@ -553,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_mock_dispatch),
         cmocka_unit_test(test_free_runtime_from_its_callback),
         cmocka_unit_test(test_stop_watch_from_its_callback),
+        cmocka_unit_test(test_free_runtime_from_watch_callback),
     };
     wh_curl_global_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 """The runtime module (src/runtime/, Docker Engine API over libcurl-multi on
-libevent) against real engines, driven through tests/runtime/wh-runtime-test.
+libevent) against real engines, driven through tests/drivers/wh-docker-driver.
 
 Engines come from the `fleet` fixture (3 dockerd in network namespaces, TCP
 with mutual TLS) and `local_engine` (a unix socket) in conftest.py. Every
@@ -26,7 +26,7 @@ import pytest
 
 BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR",
                                str(Path(__file__).resolve().parents[3] / "build" / "plain")))
-TOOL = BUILD_DIR / "tests" / "runtime" / "wh-runtime-test"
+TOOL = BUILD_DIR / "tests" / "drivers" / "wh-docker-driver"
 DOCKER = "/usr/bin/docker"
 _seq = itertools.count(1)
 
@@ -38,7 +38,7 @@ def figure(name, value):
 @pytest.fixture(scope="session")
 def tool():
     if not os.access(TOOL, os.X_OK):
-        pytest.fail("%s not built: `make tests/runtime/wh-runtime-test` in the build directory "
+        pytest.fail("%s not built: `make tests/drivers/wh-docker-driver` in the build directory "
                     "(or set WHARF_BUILD_DIR)" % TOOL, pytrace=False)
     return str(TOOL)
 
@@ -67,7 +67,7 @@ def run_tool(tool, args, timeout=60, check=True):
         raise AssertionError("no output from %s (rc %d): %s" % (args, p.returncode, p.stderr))
     out = json.loads(lines[-1])
     if check and p.returncode != 0:
-        raise AssertionError("wh-runtime-test %s failed: %s\n%s" % (
+        raise AssertionError("wh-docker-driver %s failed: %s\n%s" % (
             " ".join(map(str, args)), json.dumps(out, indent=1), p.stderr))
     return out
 
@@ -82,7 +82,7 @@ def http_get(addr, port, path="/", timeout=5):
 
 
 class EventStream:
-    """wh-runtime-test events in the background; lines parsed as they come."""
+    """wh-docker-driver events in the background; lines parsed as they come."""
 
     def __init__(self, tool, hosts, opts, seconds=120):
         self.p = subprocess.Popen([tool, *hosts, "events", str(seconds), *opts],

@@ -1,7 +1,7 @@
-/* wh-runtime-test: drive the runtime module against real engines.
+/* wh-docker-driver: drive the runtime module against real engines.
  *
- *   wh-runtime-test [--host URL [--id NAME] [--tls CA CERT KEY]]... [--call-timeout S]
- *                   [--max-calls N] COMMAND [ARGS]
+ *   wh-docker-driver [--host URL [--id NAME] [--tls CA CERT KEY]]... [--call-timeout S]
+ *                    [--max-calls N] COMMAND [ARGS]
  *
  * Commands (the first host unless said otherwise):
  *   ping | info                        every host
@@ -710,7 +710,7 @@ static int setup(struct app *a, struct host_arg *h, int nh, struct wh_rt_host_pa
         p.tls_key = h[i].key;
         a->rt[i] = wh_docker_runtime_new(a->loop, &p, err, sizeof(err));
         if (!a->rt[i]) {
-            fprintf(stderr, "wh-runtime-test: %s\n", err);
+            fprintf(stderr, "wh-docker-driver: %s\n", err);
             return -1;
         }
         a->n_hosts++;
@@ -759,7 +759,7 @@ int main(int argc, char **argv)
     a->o.stop_timeout = -1;
     a->o.timeout = 10;
     if (ci < 0 || parse_opts(&a->o, argc, argv, ci + 1, pos, &npos) != 0) {
-        fprintf(stderr, "usage: see the comment at the top of tests/runtime/wh-runtime-test.c\n");
+        fprintf(stderr, "usage: see the comment at the top of tests/drivers/docker_driver.c\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -770,7 +770,7 @@ int main(int argc, char **argv)
     a->sig_ev = evsignal_new(a->base, SIGTERM, on_signal, a);
     event_add(a->sig_ev, NULL);
     if (dispatch(a, argv[ci], pos, npos, &watch) != 0) {
-        fprintf(stderr, "wh-runtime-test: bad command or arguments\n");
+        fprintf(stderr, "wh-docker-driver: bad command or arguments\n");
         return 2;
     }
     double t_start = mono();

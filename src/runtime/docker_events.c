@@ -13,6 +13,9 @@
  * the watch's own kick event, the list's completion or the stream's, so a
  * callback may call anything, including wh_rt_events_stop and
  * wh_runtime_free.
+ *
+ * The watch's calls go through docker_transport.c; the host (docker.c)
+ * frees the watches left when it goes, with wh_dk_watches_free.
  */
 #include "runtime/runtime-int.h"
 
@@ -24,6 +27,7 @@
 #include <event2/event.h>
 
 #include "wharf/log.h"
+#include "wharf/obj.h"
 
 struct ev_item {
     cJSON *doc;
@@ -31,6 +35,8 @@ struct ev_item {
 };
 
 struct wh_rt_watch {
+    unsigned magic;
+#define WATCH_MAGIC 0x64776174u /* "dwat" */
     struct wh_dk *dk;
     LIST_ENTRY(wh_rt_watch) link;
     wh_rt_event_fn cb;
@@ -161,7 +167,7 @@ static void watch_destroy(struct wh_rt_watch *w)
         event_free(w->kick);
     free(w->events_path);
     free(w->list_path);
-    free(w);
+    WH_FREE_OBJ(w);
 }
 
 /* Call the user. -1 when the watch or its host is gone afterwards. */
@@ -222,13 +228,16 @@ static int deliver_pending(struct wh_rt_watch *w)
 /* ---- the re-list ---- */
 
 struct diff_ctx {
+    unsigned magic;
+#define DIFF_MAGIC 0x64646966u /* "ddif" */
     struct wh_rt_watch *w;
     int gone;
 };
 
 static void on_diff(void *arg, const char *action, const struct wh_dk_ctr *c, int exit_code)
 {
-    struct diff_ctx *d = arg;
+    struct diff_ctx *d;
+    WH_CAST_OBJ(d, arg, DIFF_MAGIC);
     if (d->gone)
         return;
     struct wh_rt_event ev = {.kind = WH_RT_EV_CONTAINER,
@@ -248,7 +257,8 @@ static void stream_failed(struct wh_rt_watch *w, const struct wh_rt_error *err);
 
 static void on_list(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct wh_rt_watch *w = ctx;
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, ctx, WATCH_MAGIC);
     struct wh_rt_error e;
     struct wh_dk_ctr *v;
     size_t n;
@@ -261,7 +271,7 @@ static void on_list(void *ctx, const struct wh_rt_error *err, const struct wh_cu
         return;
     }
     wh_dk_ctr_sort(v, n);
-    struct diff_ctx d = {.w = w};
+    struct diff_ctx d = {.magic = DIFF_MAGIC, .w = w};
     struct wh_dk_ctr *old = w->known;
     size_t n_old = w->n_known;
     int report = w->have_baseline || w->sync_initial;
@@ -291,7 +301,8 @@ static void start_list(struct wh_rt_watch *w)
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct wh_rt_watch *w = arg;
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, arg, WATCH_MAGIC);
     if (w->got_headers && w->stream && !w->listing) {
         w->got_headers = 0;
         start_list(w);
@@ -304,7 +315,8 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 static int on_line(void *arg, char *line, size_t len)
 {
-    struct wh_rt_watch *w = arg;
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, arg, WATCH_MAGIC);
     cJSON *doc = cJSON_ParseWithLength(line, len);
     struct ev_item *it = doc ? calloc(1, sizeof(*it)) : NULL;
     if (!it) {
@@ -319,7 +331,8 @@ static int on_line(void *arg, char *line, size_t len)
 
 static int on_chunk(void *arg, const char *data, size_t len)
 {
-    struct wh_rt_watch *w = arg;
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, arg, WATCH_MAGIC);
     if (wh_dk_lines_feed(&w->lines, data, len, on_line, w) != 0)
         return -1;
     if (!STAILQ_EMPTY(&w->pending))
@@ -329,7 +342,8 @@ static int on_chunk(void *arg, const char *data, size_t len)
 
 static void on_headers(void *ctx, long status)
 {
-    struct wh_rt_watch *w = ctx;
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, ctx, WATCH_MAGIC);
     if (status == 200) {
         w->got_headers = 1;
         event_active(w->kick, EV_TIMEOUT, 1);
@@ -362,7 +376,8 @@ static void stream_failed(struct wh_rt_watch *w, const struct wh_rt_error *err)
 static void on_stream_done(void *ctx, const struct wh_rt_error *err,
                            const struct wh_curl_result *res)
 {
-    struct wh_rt_watch *w = ctx;
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, ctx, WATCH_MAGIC);
     struct wh_rt_error e = *err;
     w->stream = NULL;
     if (wh_dk_dropped(err))
@@ -390,7 +405,9 @@ static void watch_connect(struct wh_rt_watch *w)
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-    watch_connect(arg);
+    struct wh_rt_watch *w;
+    WH_CAST_OBJ(w, arg, WATCH_MAGIC);
+    watch_connect(w);
 }
 
 /* ---- start and stop ---- */
@@ -414,6 +431,7 @@ struct wh_rt_watch *wh_dk_events_start(struct wh_runtime *rt, const struct wh_rt
     struct wh_rt_watch *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
+    WH_INIT_OBJ(w, WATCH_MAGIC);
     w->dk = dk;
     w->cb = cb;
     w->arg = arg;
@@ -436,6 +454,7 @@ struct wh_rt_watch *wh_dk_events_start(struct wh_runtime *rt, const struct wh_rt
 
 void wh_dk_events_stop(struct wh_rt_watch *w)
 {
+    WH_CHECK_OBJ_ORNULL(w, WATCH_MAGIC);
     if (!w)
         return;
     if (w->busy) {

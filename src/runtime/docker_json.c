@@ -439,6 +439,51 @@ long wh_dk_ctr_find(const struct wh_dk_ctr *v, size_t n, const char *id)
     return -1;
 }
 
+/* ---- container lists ---- */
+
+void wh_dk_list_free(struct wh_dk_ctr *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        wh_dk_ctr_clear(&v[i]);
+    free(v);
+}
+
+int wh_dk_list_parse(const cJSON *doc, struct wh_dk_ctr **out, size_t *n)
+{
+    size_t count = (size_t)cJSON_GetArraySize(doc);
+    *out = NULL;
+    *n = 0;
+    if (!cJSON_IsArray(doc))
+        return -1;
+    if (!count)
+        return 0;
+    struct wh_dk_ctr *v = calloc(count, sizeof(*v));
+    if (!v)
+        return -1;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, doc)
+    {
+        if (wh_dk_ctr_from_list(item, &v[*n]) != 0) {
+            wh_dk_list_free(v, *n);
+            *n = 0;
+            return -1;
+        }
+        (*n)++;
+    }
+    *out = v;
+    return 0;
+}
+
+char *wh_dk_list_path(const char *const *labels, size_t n_labels)
+{
+    char *filters = wh_dk_filters_query(labels, n_labels, 0), *path = NULL;
+    if (filters &&
+        asprintf(&path, "/containers/json?all=1%s%s", filters[0] ? "&filters=" : "", filters) < 0)
+        path = NULL;
+    free(filters);
+    return path;
+}
+
 /* ---- the re-list diff ---- */
 
 static void diff_new(const struct wh_dk_ctr *c, wh_dk_diff_fn fn, void *arg)

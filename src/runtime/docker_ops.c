@@ -1,14 +1,19 @@
 /* Docker driver: the operations of the wh_runtime interface, each one or two
- * Engine API calls (see docker.c for queueing, timeouts and errors). */
+ * Engine API calls queued through docker_transport.c (which does queueing,
+ * timeouts and errors). docker.c puts them in the ops table. */
 #include "runtime/runtime-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "wharf/obj.h"
+
 /* The context of an operation: the user's callback and what the answer
  * needs. One allocation per operation, freed when it completes. */
 struct op {
+    unsigned magic;
+#define OP_MAGIC 0x646b6f70u /* "dkop" */
     struct wh_dk *dk;
     union {
         wh_rt_done_fn done;
@@ -30,6 +35,7 @@ static struct op *op_new(struct wh_runtime *rt, void *arg)
 {
     struct op *op = calloc(1, sizeof(*op));
     if (op) {
+        WH_INIT_OBJ(op, OP_MAGIC);
         op->dk = wh_dk_from_rt(rt);
         op->arg = arg;
     }
@@ -41,7 +47,7 @@ static void op_free(struct op *op)
     free(op->image);
     free(op->auth);
     wh_dk_lines_free(&op->lines);
-    free(op);
+    WH_FREE_OBJ(op);
 }
 
 /* Queue one call for op; -1 (op freed) when out of memory. */
@@ -78,7 +84,8 @@ static char *ctr_path(const char *id, const char *suffix)
 
 static void done_simple(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -175,7 +182,8 @@ static int info_labels(const cJSON *labels, cJSON **store, struct wh_rt_kv **kv,
 
 static void done_info(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -222,7 +230,8 @@ int wh_dk_op_info(struct wh_runtime *rt, wh_rt_info_fn cb, void *arg)
 
 static void done_image(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -268,7 +277,8 @@ int wh_dk_op_image_inspect(struct wh_runtime *rt, const char *image, wh_rt_image
 /* A progress line; the first one carrying "error" fails the pull. */
 static int pull_line(void *arg, char *line, size_t len)
 {
-    struct op *op = arg;
+    struct op *op;
+    WH_CAST_OBJ(op, arg, OP_MAGIC);
     cJSON *doc = cJSON_ParseWithLength(line, len);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
     if (!op->pull_error[0]) {
@@ -283,7 +293,8 @@ static int pull_line(void *arg, char *line, size_t len)
 
 static int pull_chunk(void *arg, const char *data, size_t len)
 {
-    struct op *op = arg;
+    struct op *op;
+    WH_CAST_OBJ(op, arg, OP_MAGIC);
     if (wh_dk_lines_feed(&op->lines, data, len, pull_line, op) != 0 && !op->pull_error[0])
         snprintf(op->pull_error, sizeof(op->pull_error), "progress line too long");
     return 0;
@@ -291,7 +302,8 @@ static int pull_chunk(void *arg, const char *data, size_t len)
 
 static void done_pull(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -341,7 +353,8 @@ done:
 static void done_pull_inspect(void *ctx, const struct wh_rt_error *err,
                               const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -395,7 +408,8 @@ int wh_dk_op_image_pull(struct wh_runtime *rt, const char *image, const struct w
 
 static void done_create(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -413,7 +427,8 @@ static void done_create(void *ctx, const struct wh_rt_error *err, const struct w
 static void done_create_fail(void *ctx, const struct wh_rt_error *err,
                              const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -452,7 +467,8 @@ done:
 
 static void done_inspect(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -483,64 +499,10 @@ int wh_dk_op_inspect(struct wh_runtime *rt, const char *id, wh_rt_inspect_fn cb,
     return rc;
 }
 
-static void list_free(struct wh_dk_ctr *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        wh_dk_ctr_clear(&v[i]);
-    free(v);
-}
-
-/* Parse a /containers/json answer into a new array. 0 or -1. */
-static int list_parse(const cJSON *doc, struct wh_dk_ctr **out, size_t *n)
-{
-    size_t count = (size_t)cJSON_GetArraySize(doc);
-    *out = NULL;
-    *n = 0;
-    if (!cJSON_IsArray(doc))
-        return -1;
-    if (!count)
-        return 0;
-    struct wh_dk_ctr *v = calloc(count, sizeof(*v));
-    if (!v)
-        return -1;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, doc)
-    {
-        if (wh_dk_ctr_from_list(item, &v[*n]) != 0) {
-            list_free(v, *n);
-            *n = 0;
-            return -1;
-        }
-        (*n)++;
-    }
-    *out = v;
-    return 0;
-}
-
-int wh_dk_list_answer(const struct wh_dk *dk, const struct wh_rt_error *err,
-                      const struct wh_curl_result *res, struct wh_rt_error *e, struct wh_dk_ctr **v,
-                      size_t *n)
-{
-    *e = *err;
-    *v = NULL;
-    *n = 0;
-    if (err->kind != WH_RT_OK)
-        return -1;
-    cJSON *doc = wh_dk_parse_body(dk, res, "list", e);
-    if (doc && list_parse(doc, v, n) != 0)
-        wh_dk_error(dk, e, WH_RT_ERR_PROTOCOL, "list", "unexpected answer");
-    cJSON_Delete(doc);
-    return e->kind == WH_RT_OK ? 0 : -1;
-}
-
-void wh_dk_list_free(struct wh_dk_ctr *v, size_t n)
-{
-    list_free(v, n);
-}
-
 static void done_list(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op = ctx;
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
     if (wh_dk_dropped(err)) {
         op_free(op);
         return;
@@ -558,18 +520,8 @@ static void done_list(void *ctx, const struct wh_rt_error *err, const struct wh_
     }
     op->cb.list(op->arg, &e, e.kind == WH_RT_OK ? flat : NULL, e.kind == WH_RT_OK ? n : 0);
     free(flat);
-    list_free(v, n);
+    wh_dk_list_free(v, n);
     op_free(op);
-}
-
-char *wh_dk_list_path(const char *const *labels, size_t n_labels)
-{
-    char *filters = wh_dk_filters_query(labels, n_labels, 0), *path = NULL;
-    if (filters &&
-        asprintf(&path, "/containers/json?all=1%s%s", filters[0] ? "&filters=" : "", filters) < 0)
-        path = NULL;
-    free(filters);
-    return path;
 }
 
 int wh_dk_op_list(struct wh_runtime *rt, const char *const *labels, size_t n_labels,
