@@ -1,4 +1,4 @@
-"""Self-tests of the proxy test harness (conftest.py): the scriptable
+"""Self-tests of the proxy test harness (harness/): the scriptable
 upstream and the raw client checked against each other, without wharfd, so a
 failure in the proxy suite can be trusted to be about wharfd. The last test
 checks with `wharfd -t` that the config shapes the suite writes are accepted."""
@@ -8,22 +8,11 @@ import time
 
 import pytest
 
-from wharf_proxy_harness import (
-    CLOSE,
-    HANG,
-    RESET,
-    Array,
-    ConnectionClosed,
-    ProtocolError,
-    Raw,
-    RawClient,
-    Response,
-    build_config,
-    encode_chunked,
-    parse_chunked,
-    render_config,
-    wait_until,
-)
+from harness.http_client import RawClient
+from harness.http_message import ConnectionClosed, ProtocolError, encode_chunked, parse_chunked
+from harness.polling import wait_until
+from harness.upstreams import CLOSE, HANG, RESET, Raw, Response
+from harness.wharfd import Array, build_config, render_config
 
 pytestmark = pytest.mark.timeout(20)
 
