@@ -398,3 +398,37 @@ def test_access_log_error_names_why_wharfd_answered_itself(upstream, wharfd, tmp
         if have != want:
             problems.append("%s: %r, expected %r (line %s)" % (name, have, want, json.dumps(ln)))
     assert not problems, "%d lines say the wrong thing:\n%s" % (len(problems), "\n".join(problems))
+
+
+def test_access_log_line_for_a_response_the_upstream_cut_or_misframed(upstream, wharfd, tmp_path):
+    """A request whose response started but never completed still has its
+    line: the status relayed so far, and `error` saying what the upstream did
+    (closed mid-body: upstream_reset; broke its chunked framing:
+    upstream_bad_framing)."""
+    def handler(req):
+        if req.target == "/cut":
+            return Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 9, close_after=0.2)
+        if req.target == "/misframed":
+            return Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", close_after=2)
+        return Response(200, body=b"ok")
+
+    up = upstream(handler, name="origin")
+    port = free_port()
+    log_path = tmp_path / "access.log"
+    cfg = build_config(port, [up], workers=1)
+    cfg["log"]["access_log"] = str(log_path)
+    wd = wharfd(config=cfg, port=port)
+    ports = {}
+    for path in ("/cut", "/misframed"):
+        with wd.client(timeout=5) as c:
+            c.send(b"GET %s HTTP/1.1\r\nHost: wharf.test\r\n\r\n" % path.encode())
+            c.read_until_close(timeout=5)
+            assert c.eof, "%s: the client connection stayed open" % path
+            ports[path] = c.sock.getsockname()[1]
+    want = {"/cut": "upstream_reset", "/misframed": "upstream_bad_framing"}
+    got = wait_until(lambda: (lambda ls: ls if all(p in ls for p in ports.values()) else None)(
+        {ln["client_port"]: ln for ln in _read_lines(log_path)}), FLUSH_DEADLINE + 2,
+        lambda: "lines missing:\n%s" % (log_path.read_text() if log_path.exists() else ""))
+    for path, error in want.items():
+        ln = got[ports[path]]
+        assert (ln["path"], ln["status"], ln["error"]) == (path, 200, error), json.dumps(ln)
