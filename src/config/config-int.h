@@ -69,10 +69,8 @@ void wh_cfg_report(struct cfg_ctx *c, int is_error, const config_setting_t *s, c
 void wh_cfg_flush(struct cfg_ctx *c, wh_config_report_fn report, void *arg);
 
 /* libconfig names an @include'd file as its directive wrote it, relative
- * to the main file's directory: messages about file put *dir and *sep
- * ("" or "/") before it. */
-void wh_cfg_include_dir(const struct cfg_ctx *c, const char *file, const char **dir,
-                        const char **sep);
+ * to the main file's directory: the name messages give file (out). */
+void wh_cfg_file_name(const struct cfg_ctx *c, const char *file, char *out, size_t len);
 
 /* The member called name of group; NULL when there is none or group is
  * NULL or not a group. */

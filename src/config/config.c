@@ -8,6 +8,7 @@
  * straight to it. */
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +95,41 @@ static void parse_root(struct cfg_ctx *c, const config_setting_t *root)
 
 /* ---- load ---- */
 
-/* @include paths are relative to the main file's directory. */
+/* The file's text with every `@include "/absolute/path"` rewritten relative
+ * to dir: libconfig 1.5 puts its include directory in front of every
+ * include path, absolute ones too. Returns malloc'ed text, or NULL. */
+static char *absolute_includes_made_relative(const char *path, const char *dir)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *real = realpath(dir, NULL); /* depth counts from the root */
+    size_t depth = 0;
+    for (const char *p = real ? real : ""; *p; p++)
+        depth += *p == '/' && p[1] && p[1] != '/';
+    free(real);
+    char *out = NULL, line[8192];
+    size_t len = 0;
+    FILE *o = open_memstream(&out, &len);
+    while (o && fgets(line, sizeof(line), f)) {
+        char *at = line + strspn(line, " \t");
+        char *q = strncmp(at, "@include", 8) == 0 ? strchr(at, '"') : NULL;
+        if (!q || q[1] != '/') {
+            fputs(line, o);
+            continue;
+        }
+        fwrite(line, 1, (size_t)(q + 1 - line), o);
+        for (size_t i = 0; i < depth; i++)
+            fputs("../", o);
+        fputs(q + 2, o);
+    }
+    fclose(f);
+    if (o)
+        fclose(o);
+    return out;
+}
+
+/* @include paths are relative to the main file's directory, or absolute. */
 static int read_text(struct cfg_ctx *c, config_t *lc, const char *text, const char *path)
 {
     if (text)
@@ -105,15 +140,20 @@ static int read_text(struct cfg_ctx *c, config_t *lc, const char *text, const ch
     config_set_include_dir(lc, dirname(dir));
     free(dir);
     c->include_dir = config_get_include_dir(lc);
-    return config_read_file(lc, path);
+    char *rewritten = absolute_includes_made_relative(path, c->include_dir);
+    if (!rewritten)
+        return config_read_file(lc, path); /* it reports why the file cannot be read */
+    int rc = config_read_string(lc, rewritten);
+    free(rewritten);
+    return rc;
 }
 
 static void report_syntax(struct cfg_ctx *c, config_t *lc, wh_config_report_fn report, void *arg)
 {
     const char *file = config_error_file(lc) ? config_error_file(lc) : c->file;
-    const char *dir, *sep;
-    wh_cfg_include_dir(c, file, &dir, &sep);
-    report_plain(report, arg, "%s%s%s:%d: syntax error: %s", dir, sep, file, config_error_line(lc),
+    char name[PATH_MAX];
+    wh_cfg_file_name(c, file, name, sizeof(name));
+    report_plain(report, arg, "%s:%d: syntax error: %s", name, config_error_line(lc),
                  config_error_text(lc) ? config_error_text(lc) : "?");
 }
 

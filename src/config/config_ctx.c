@@ -3,6 +3,7 @@
  * user's name of a setting, key lookup, and allocation that records a
  * failure instead of stopping. The block parsers and config.c both use it;
  * it uses nothing else of config/. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,12 +80,15 @@ static void cfg_key(const config_setting_t *s, char *buf, size_t len)
     key_append(s, buf, len, &pos);
 }
 
-void wh_cfg_include_dir(const struct cfg_ctx *c, const char *file, const char **dir,
-                        const char **sep)
+void wh_cfg_file_name(const struct cfg_ctx *c, const char *file, char *out, size_t len)
 {
     int relative = strcmp(file, c->file) != 0 && file[0] != '/' && c->include_dir;
-    *dir = relative ? c->include_dir : "";
-    *sep = relative ? "/" : "";
+    snprintf(out, len, "%s%s%s", relative ? c->include_dir : "", relative ? "/" : "", file);
+    /* An absolute @include went through ../ (see config.c): name it plainly. */
+    char *real = strcmp(file, c->file) != 0 && strstr(out, "../") ? realpath(out, NULL) : NULL;
+    if (real)
+        snprintf(out, len, "%s", real);
+    free(real);
 }
 
 void wh_cfg_report(struct cfg_ctx *c, int is_error, const config_setting_t *s, const char *child,
@@ -101,13 +105,12 @@ void wh_cfg_report(struct cfg_ctx *c, int is_error, const config_setting_t *s, c
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : c->file;
-    const char *dir, *sep;
-    wh_cfg_include_dir(c, file, &dir, &sep);
+    char name[512];
+    wh_cfg_file_name(c, file, name, sizeof(name));
     int lineno = (int)config_setting_source_line(s);
     if (lineno < 1)
         lineno = 1; /* the root group: no line of its own */
-    snprintf(line, sizeof(line), "%s%s%s:%d: %s: %s", dir, sep, file, lineno,
-             key[0] ? key : "(top level)", msg);
+    snprintf(line, sizeof(line), "%s:%d: %s: %s", name, lineno, key[0] ? key : "(top level)", msg);
     add_message(c, is_error, file, lineno, line);
 }
 

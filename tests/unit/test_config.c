@@ -1462,6 +1462,49 @@ static void test_include_relative_to_file(void **state)
     rmdir(dir);
 }
 
+/* An absolute @include path names the file itself (libconfig 1.5 would
+ * put the main file's directory in front of it), in use and in messages. */
+static void test_include_absolute_path(void **state)
+{
+    char dir[] = "/tmp/wharf-test-config-XXXXXX", other[] = "/tmp/wharf-test-config-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(mkdtemp(other));
+    char main_path[128], inc_path[128], text[256];
+    snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+    snprintf(inc_path, sizeof(inc_path), "%s/groups.conf", other);
+    FILE *f = fopen(inc_path, "w");
+    assert_non_null(f);
+    fputs("target_groups = ( { name = \"web\";\n  slow_start = 5; } );\n", f);
+    fclose(f);
+    f = fopen(main_path, "w");
+    assert_non_null(f);
+    snprintf(text, sizeof(text), "workers = 2;\n  @include \"%s\"\n", inc_path);
+    fputs(text, f);
+    fclose(f);
+    struct msgs m = {0};
+    assert_null(wh_config_load_ex(main_path, ALL, collect, &m));
+    assert_int_equal(m.n, 1);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:2: target_groups[web].slow_start: must be 0 (off)", inc_path);
+    if (strncmp(m.line[0], want, strlen(want)) != 0)
+        fail_msg("got \"%s\"", m.line[0]);
+    msgs_free(&m);
+    f = fopen(inc_path, "w");
+    assert_non_null(f);
+    fputs("target_groups = ( { name = \"web\"; } );\n", f);
+    fclose(f);
+    struct wh_config *cfg = wh_config_load_ex(main_path, ALL, collect, &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->n_target_groups, 1);
+    assert_int_equal(cfg->workers, 2);
+    wh_config_free(cfg);
+    msgs_free(&m);
+    unlink(inc_path);
+    unlink(main_path);
+    rmdir(dir);
+    rmdir(other);
+}
+
 /* The parse context's order: the main file's messages first, then each
  * included file's, by line; messages on one line in the order found. */
 static void test_messages_main_file_first_then_by_line(void **state)
@@ -1837,6 +1880,7 @@ int main(void)
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_include_relative_to_file),
+        cmocka_unit_test(test_include_absolute_path),
         cmocka_unit_test(test_messages_main_file_first_then_by_line),
         cmocka_unit_test(test_staging_unbuilt_block_warns_and_is_dropped),
         cmocka_unit_test(test_staging_unbuilt_block_is_still_validated),
