@@ -50,6 +50,18 @@ static void op_free(struct op *op)
     WH_FREE_OBJ(op);
 }
 
+/* The op a call's answer belongs to (checked), or NULL when the call was
+ * dropped (the runtime is going away): the op is freed, nobody is told. */
+static struct op *op_answered(void *ctx, const struct wh_rt_error *err)
+{
+    struct op *op;
+    WH_CAST_OBJ(op, ctx, OP_MAGIC);
+    if (!wh_dk_dropped(err))
+        return op;
+    op_free(op);
+    return NULL;
+}
+
 /* Queue one call for op; -1 (op freed) when out of memory. */
 static int op_call(struct op *op, const struct wh_dk_call_opts *o, wh_dk_done_fn fn)
 {
@@ -84,12 +96,9 @@ static char *ctr_path(const char *id, const char *suffix)
 
 static void done_simple(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     op->cb.done(op->arg, err);
     op_free(op);
 }
@@ -182,12 +191,9 @@ static int info_labels(const cJSON *labels, cJSON **store, struct wh_rt_kv **kv,
 
 static void done_info(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e = *err;
     struct wh_rt_info info = {0};
     struct wh_rt_kv *kv = NULL;
@@ -230,12 +236,9 @@ int wh_dk_op_info(struct wh_runtime *rt, wh_rt_info_fn cb, void *arg)
 
 static void done_image(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e = *err;
     struct wh_rt_image img = {0};
     cJSON *doc = err->kind == WH_RT_OK ? wh_dk_parse_body(op->dk, res, "image inspect", &e) : NULL;
@@ -302,12 +305,9 @@ static int pull_chunk(void *arg, const char *data, size_t len)
 
 static void done_pull(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e = *err;
     if (e.kind == WH_RT_OK && op->pull_error[0])
         wh_dk_error(op->dk, &e, WH_RT_ERR_PULL, "pull", "%s: %s", op->image, op->pull_error);
@@ -353,12 +353,9 @@ done:
 static void done_pull_inspect(void *ctx, const struct wh_rt_error *err,
                               const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e = *err;
     if (err->kind == WH_RT_OK || !wh_rt_error_not_found(err)) {
         op->cb.done(op->arg, &e);
@@ -408,12 +405,9 @@ int wh_dk_op_image_pull(struct wh_runtime *rt, const char *image, const struct w
 
 static void done_create(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e = *err;
     cJSON *doc = err->kind == WH_RT_OK ? wh_dk_parse_body(op->dk, res, "create", &e) : NULL;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "Id");
@@ -427,12 +421,9 @@ static void done_create(void *ctx, const struct wh_rt_error *err, const struct w
 static void done_create_fail(void *ctx, const struct wh_rt_error *err,
                              const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     op->cb.create(op->arg, err, NULL);
     op_free(op);
 }
@@ -467,12 +458,9 @@ done:
 
 static void done_inspect(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e = *err;
     struct wh_dk_ctr ctr = {0};
     cJSON *doc = err->kind == WH_RT_OK ? wh_dk_parse_body(op->dk, res, "inspect", &e) : NULL;
@@ -501,12 +489,9 @@ int wh_dk_op_inspect(struct wh_runtime *rt, const char *id, wh_rt_inspect_fn cb,
 
 static void done_list(void *ctx, const struct wh_rt_error *err, const struct wh_curl_result *res)
 {
-    struct op *op;
-    WH_CAST_OBJ(op, ctx, OP_MAGIC);
-    if (wh_dk_dropped(err)) {
-        op_free(op);
+    struct op *op = op_answered(ctx, err);
+    if (!op)
         return;
-    }
     struct wh_rt_error e;
     struct wh_dk_ctr *v = NULL;
     size_t n = 0;

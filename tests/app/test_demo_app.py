@@ -3,81 +3,29 @@ chunked bodies, WebSocket, SSE, start delay, exit-after, and the SIGTERM
 drain. Run: /usr/bin/python3 -m pytest tests/app (WHARF_BUILD_DIR or
 DEMO_APP locates the binary, as for tests/integration/runtime)."""
 
-import base64
-import hashlib
 import json
 import os
 import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR", str(REPO / "build" / "plain")))
+# The harness package lives in tests/integration (its pytest.ini puts it on
+# the path when both suites run together; this covers `pytest tests/app`).
+_INTEGRATION = str(Path(__file__).resolve().parents[1] / "integration")
+if _INTEGRATION not in sys.path:
+    sys.path.insert(0, _INTEGRATION)
 
-
-@pytest.fixture(scope="session")
-def demo_app():
-    env = os.environ.get("DEMO_APP")
-    path = Path(env) if env else BUILD_DIR / "tests" / "app" / "demo-app"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail("demo app not found at %s: `make tests/app/demo-app` in the build directory, "
-                    "or set WHARF_BUILD_DIR / DEMO_APP" % path, pytrace=False)
-    return str(path)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class App:
-    def __init__(self, binary, **env):
-        self.port = free_port()
-        e = {"PORT": str(self.port), "PATH": "/usr/bin:/bin"}
-        e.update({k: str(v) for k, v in env.items()})
-        self.proc = subprocess.Popen([binary], env=e, stderr=subprocess.PIPE)
-
-    def wait_listening(self, timeout=5):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("demo app not listening on %d" % self.port)
-
-    def connect(self):
-        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stderr.close()
-
-
-@pytest.fixture
-def app(demo_app):
-    apps = []
-
-    def start(wait=True, **env):
-        a = App(demo_app, **env)
-        apps.append(a)
-        if wait:
-            a.wait_listening()
-        return a
-
-    yield start
-    for a in apps:
-        a.stop()
+from harness.demo_app import demo_app, demo_server  # noqa: E402, F401  (fixtures)
+from harness.polling import wait_until  # noqa: E402
+from harness.processes import requests_awaiting_answer  # noqa: E402
+from harness.websocket import ws_accept, ws_frame, ws_key  # noqa: E402
 
 
 def read_response(f):
@@ -122,8 +70,8 @@ def request(a, method, path, body=None, headers=()):
 
 
 @pytest.mark.timeout(30)
-def test_root_health_fail_recover(app):
-    a = app(DEMO_VERSION="v7", WHARF_TASK_ID="t-9")
+def test_root_health_fail_recover(demo_server):
+    a = demo_server(DEMO_VERSION="v7", WHARF_TASK_ID="t-9")
     st, h, body = request(a, "GET", "/")
     assert st == 200 and h["content-type"] == "application/json"
     doc = json.loads(body)
@@ -140,8 +88,8 @@ def test_root_health_fail_recover(app):
 
 
 @pytest.mark.timeout(30)
-def test_defaults_and_unhealthy_from_start(app, demo_app):
-    a = app(DEMO_FAIL_HEALTH=1)
+def test_defaults_and_unhealthy_from_start(demo_server, demo_app):
+    a = demo_server(DEMO_FAIL_HEALTH=1)
     doc = json.loads(request(a, "GET", "/")[2])
     assert doc["version"] == "v1" and doc["task"] == doc["hostname"] == socket.gethostname()
     assert request(a, "GET", "/health")[0] == 500
@@ -153,8 +101,8 @@ def test_defaults_and_unhealthy_from_start(app, demo_app):
 
 
 @pytest.mark.timeout(30)
-def test_keep_alive_pipelining_and_chunked_echo(app):
-    a = app()
+def test_keep_alive_pipelining_and_chunked_echo(demo_server):
+    a = demo_server()
     s = a.connect()
     f = s.makefile("rb")
     s.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -175,8 +123,8 @@ def test_keep_alive_pipelining_and_chunked_echo(app):
 
 
 @pytest.mark.timeout(30)
-def test_slow_requests_run_concurrently(app):
-    a = app()
+def test_slow_requests_run_concurrently(demo_server):
+    a = demo_server()
     results = []
 
     def one():
@@ -193,8 +141,8 @@ def test_slow_requests_run_concurrently(app):
 
 
 @pytest.mark.timeout(30)
-def test_sse_chunked_and_close_delimited(app):
-    a = app()
+def test_sse_chunked_and_close_delimited(demo_server):
+    a = demo_server()
     t0 = time.monotonic()
     st, h, body = request(a, "GET", "/sse?n=4&ms=100")
     assert st == 200 and h["content-type"] == "text/event-stream"
@@ -208,19 +156,6 @@ def test_sse_chunked_and_close_delimited(app):
     s.close()
 
 
-def ws_frame(opcode, payload, fin=True):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def ws_read(f):
     b0, b1 = f.read(2)
     n = b1 & 0x7F
@@ -232,16 +167,14 @@ def ws_read(f):
 
 
 def ws_open(a):
-    key = base64.b64encode(os.urandom(16)).decode()
+    key = ws_key()
     s = a.connect()
     s.sendall(("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
     f = s.makefile("rb")
     st, h, _ = read_response_head(f)
     assert st == 101
-    want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                                         .encode()).digest()).decode()
-    assert h["sec-websocket-accept"] == want
+    assert h["sec-websocket-accept"] == ws_accept(key)
     return s, f
 
 
@@ -258,8 +191,8 @@ def read_response_head(f):
 
 
 @pytest.mark.timeout(30)
-def test_websocket_echo(app):
-    a = app()
+def test_websocket_echo(demo_server):
+    a = demo_server()
     s, f = ws_open(a)
     s.sendall(ws_frame(0x1, b"hi"))
     assert ws_read(f) == (0x81, b"hi")
@@ -278,8 +211,8 @@ def test_websocket_echo(app):
 
 
 @pytest.mark.timeout(30)
-def test_sigterm_drains_in_flight_and_exits_0(app):
-    a = app()
+def test_sigterm_drains_in_flight_and_exits_0(demo_server):
+    a = demo_server()
     slow = {}
 
     def do_slow():
@@ -292,13 +225,15 @@ def test_sigterm_drains_in_flight_and_exits_0(app):
     idle_f = idle.makefile("rb")
     assert read_response(idle_f)[0] == 200
     ws, ws_f = ws_open(a)
-    time.sleep(0.3)
+    # the /slow request is in flight once the app has read it and not answered
+    wait_until(lambda: requests_awaiting_answer(a.port), 5,
+               "the /slow request never reached the demo app")
     a.proc.send_signal(signal.SIGTERM)
     # idle keep-alive connections are closed at once, WebSockets get 1001
     assert idle_f.read(1) == b""
     assert ws_read(ws_f) == (0x88, struct.pack("!H", 1001))
-    # no new connections
-    time.sleep(0.2)
+    # no new connections: the app closes its listener before it lets the
+    # idle connections go, so it is closed by now
     with pytest.raises(OSError):
         a.connect().close()
     t.join(5)
@@ -308,17 +243,21 @@ def test_sigterm_drains_in_flight_and_exits_0(app):
 
 
 @pytest.mark.timeout(30)
-def test_start_delay_and_exit_after(app):
-    a = app(wait=False, DEMO_START_DELAY=1)
+def test_start_delay_and_exit_after(demo_server):
+    a = demo_server(wait=False, DEMO_START_DELAY=1)
+    # the behaviour under test: half-way through its 1 s start delay the app
+    # does not listen yet
     time.sleep(0.5)
     with pytest.raises(OSError):
         a.connect().close()
     a.wait_listening(3)
-    b = app(DEMO_EXIT_AFTER=1)
+    b = demo_server(DEMO_EXIT_AFTER=1)
     assert b.proc.wait(5) == 1
-    c = app(DEMO_EXIT_AFTER=1, DEMO_EXIT_CODE=0)
+    c = demo_server(DEMO_EXIT_AFTER=1, DEMO_EXIT_CODE=0)
     assert c.proc.wait(5) == 0
-    d = app(wait=False, DEMO_START_DELAY=30)
-    time.sleep(0.3)
+    d = demo_server(wait=False, DEMO_START_DELAY=30)
+    # SIGTERM while it waits (it logs that once it takes signals)
+    wait_until(lambda: "waiting 30 s before listening" in d.log_text(), 5,
+               lambda: "the demo app never started its delay: %s" % d.log_text())
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(5) == 0

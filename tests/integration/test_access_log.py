@@ -1,4 +1,4 @@
-"""The access log: one JSON line per request with the fields of issue 3,
+"""The access log: one JSON line per request with the fields README.md lists,
 checked against the requests the test sent and what came back (proxied
 200/404, a 400 and a 503 wharfd answered itself, HTTP/1.0, keep-alive),
 written within a second; SIGUSR1 reopens it after a rename."""
@@ -12,8 +12,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helpers3 import wharfd3  # noqa: F401  (fixture)
-from wharf_proxy_harness import RawClient, Response, build_config, encode_chunked, free_port, wait_until
+from harness.http_client import RawClient
+from harness.http_message import encode_chunked
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.upstreams import Response
+from harness.wharfd import build_config
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -78,11 +82,11 @@ def _exchange(c, raw, method="GET", close=False):
     return r, len(c.received) - before
 
 
-def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstream, wharfd3, tmp_path):
+def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstream, wharfd, tmp_path):
     up = upstream(_handler, name="origin")
     port, port2 = free_port(), free_port()
     log_path = tmp_path / "access.log"
-    wharfd3(_log_config(port, up, log_path, port2), port, wait_ports=[port2])
+    wharfd(config=_log_config(port, up, log_path, port2), port=port, wait_ports=[port2])
     wall0 = time.time()
     sent = []
 
@@ -228,12 +232,12 @@ def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstre
     assert not problems, "%d mismatches:\n%s" % (len(problems), "\n".join(problems))
 
 
-def test_access_log_reopened_on_sigusr1_after_rename(upstream, wharfd3, tmp_path):
+def test_access_log_reopened_on_sigusr1_after_rename(upstream, wharfd, tmp_path):
     up = upstream(_handler, name="origin")
     port, port2 = free_port(), free_port()
     log_path = tmp_path / "access.log"
     rotated = tmp_path / "access.log.1"
-    w = wharfd3(_log_config(port, up, log_path, port2), port)
+    w = wharfd(config=_log_config(port, up, log_path, port2), port=port)
 
     def paths(p):
         return [ln["path"] for ln in _read_lines(p)]
@@ -256,10 +260,10 @@ def test_access_log_reopened_on_sigusr1_after_rename(upstream, wharfd3, tmp_path
     assert "SIGUSR1" in w.stderr_text()
 
 
-def test_access_log_names_the_rule_its_action_and_tls(upstream, wharfd3, tmp_path):
+def test_access_log_names_the_rule_its_action_and_tls(upstream, wharfd, tmp_path):
     """ALB's matched_rule_priority / actions_executed, and the TLS version
     and cipher of an https listener."""
-    from helpers_tls import TlsClient, make_cert
+    from harness.tls import TlsClient, make_cert
 
     up = upstream(_handler, name="origin")
     port, tls_port = free_port(), free_port()
@@ -282,7 +286,7 @@ listeners = (
     certificates = ( { cert = "%s"; key = "%s"; } ); %s } );
 target_groups = ( { name = "web"; targets = ( "%s" ); } );
 """ % (log_path, port, rules, tls_port, cert.cert, cert.key, rules, up.addr)
-    wharfd3(text, port, wait_ports=[tls_port])
+    wharfd(config=text, port=port, wait_ports=[tls_port])
     with RawClient(port) as c:
         for path, status in (("/old/x", 301), ("/down", 503), ("/app/1", 200), ("/other", 200)):
             r = c.request("GET", path)

@@ -1,26 +1,28 @@
 """Target registry and active health checks with real upstream servers.
 
-The registry runs on a control loop in tests/drivers/wh-health-driver, which
-prints every state change and every published snapshot as JSON lines and
-takes commands on stdin (register, deregister, reload, hold/release a
-worker's request, passive counters, stats with loop lag and CPU time).
-Upstreams are real sockets on 127.0.0.1 in this process.
+The registry runs on a control loop in its driver program (the
+`health_driver` fixture, harness/health_driver.py), which prints every
+state change and every published snapshot as JSON lines and takes commands
+on stdin (register, deregister, reload, hold/release a worker's request,
+passive counters, stats with loop lag and CPU time). Upstreams are real
+sockets on 127.0.0.1 in this process.
 """
 
 import http.client
 import json
 import selectors
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
 
 import pytest
 
-from wharf_proxy_harness import BUILD_DIR, CLOSE, HANG, LOOPBACK, RESET, Raw, Response, free_port
+from harness.loopback_server import LOOPBACK
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.upstreams import CLOSE, HANG, RESET, Raw, Response
 
-HEALTH_TEST = BUILD_DIR / "tests" / "drivers" / "wh-health-driver"
 TOKEN = "health-test-token"
 SLACK = 0.3  # scheduling slack on top of the documented bounds (seconds)
 
@@ -68,127 +70,6 @@ def fast_hc(**kw):
 # the program under test
 
 
-class HealthTester:
-    def __init__(self, workdir, text, index):
-        self.workdir = workdir
-        self.config_path = workdir / ("health-%d.conf" % index)
-        self.config_path.write_text(text)
-        self.lines = []
-        self.stderr = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen([str(HEALTH_TEST), "-c", str(self.config_path)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
-        self._threads = [threading.Thread(target=self._read_out, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True)]
-        for t in self._threads:
-            t.start()
-        self.ready = self.wait_for(lambda o: o["type"] == "ready", 10, "wh-health-driver never got ready")
-
-    def _read_out(self):
-        for line in self.proc.stdout:
-            obj = json.loads(line)
-            with self.cond:
-                self.lines.append(obj)
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def _read_err(self):
-        for line in self.proc.stderr:
-            if len(self.stderr) < 2000:
-                self.stderr.append(line)
-
-    def describe(self, last=40):
-        with self.cond:
-            tail = self.lines[-last:]
-        return "last output:\n%s\nstderr:\n%s" % ("\n".join(json.dumps(o) for o in tail),
-                                                   "".join(self.stderr[-40:]))
-
-    def wait_for(self, pred, timeout, message, start=0):
-        """The first output object from index start on that satisfies pred."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            i = start
-            while True:
-                while i < len(self.lines):
-                    if pred(self.lines[i]):
-                        return self.lines[i]
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    break
-                self.cond.wait(min(left, 0.1))
-        raise AssertionError("%s (within %.1fs)\n%s" % (message, timeout, self.describe()))
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def send(self, command, timeout=10):
-        start = self.mark()
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        word = command.split()[0]
-        return self.wait_for(lambda o: o["type"] == "reply" and o["cmd"] == word, timeout,
-                             "no reply to %r" % command, start)
-
-    def event(self, address, new, start=0, timeout=10, reason=None):
-        return self.wait_for(lambda o: o["type"] == "event" and o["address"] == address and o["new"] == new
-                             and (reason is None or o["reason"] == reason), timeout,
-                             "%s never became %s%s" % (address, new, " (%s)" % reason if reason else ""), start)
-
-    def publish(self, pred, start=0, timeout=10, message="no such snapshot published", group="web"):
-        return self.wait_for(lambda o: o["type"] == "publish" and o["group"] == group and pred(o), timeout,
-                             message, start)
-
-    def events_of(self, address):
-        with self.cond:
-            return [o for o in self.lines if o["type"] == "event" and o["address"] == address]
-
-    def stop(self):
-        problems = []
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                problems.append("wh-health-driver did not quit within 10 s")
-        for t in self._threads:
-            t.join(timeout=5)
-        if self.proc.returncode != 0:
-            problems.append("wh-health-driver exited with %s" % self.proc.returncode)
-        if any("Sanitizer" in line for line in self.stderr):
-            problems.append("sanitizer report:\n" + "".join(self.stderr[-60:]))
-        return problems
-
-
-@pytest.fixture
-def health(tmp_path):
-    """Factory: health(config_text) -> a running HealthTester."""
-    if not HEALTH_TEST.is_file():
-        pytest.fail("wh-health-driver not found at %s: build it (make) or set WHARF_BUILD_DIR" % HEALTH_TEST,
-                    pytrace=False)
-    made = []
-
-    def start(text):
-        h = HealthTester(tmp_path, text, len(made))
-        made.append(h)
-        return h
-
-    yield start
-    problems = [p for h in made for p in h.stop()]
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
-
-
 class Switch:
     """A health endpoint whose answer a test flips: an action returned for
     /health; every other path gets 200."""
@@ -212,11 +93,11 @@ class Switch:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("failure", ["status_mismatch", "timeout"])
-def test_health_failing_target_leaves_and_returns_within_bounds(health, upstream, failure):
+def test_health_failing_target_leaves_and_returns_within_bounds(health_driver, upstream, failure):
     interval, timeout, healthy_th, unhealthy_th = 1.0, 0.5, 2, 2
     switches = [Switch() for _ in range(3)]
     ups = [upstream(handler=s, name="u%d" % i) for i, s in enumerate(switches)]
-    h = health(config_text([group_conf(targets=[u.addr for u in ups], hc=fast_hc(
+    h = health_driver(config_text([group_conf(targets=[u.addr for u in ups], hc=fast_hc(
         interval=interval, timeout=timeout, healthy_threshold=healthy_th, unhealthy_threshold=unhealthy_th))]))
     h.publish(lambda o: o["n"] == 3 and not o["fail_open"], timeout=5, message="3 healthy targets")
 
@@ -247,10 +128,10 @@ def test_health_failing_target_leaves_and_returns_within_bounds(health, upstream
 
 
 @pytest.mark.timeout(30)
-def test_health_new_target_is_healthy_after_one_pass(health, upstream):
+def test_health_new_target_is_healthy_after_one_pass(health_driver, upstream):
     sw = Switch()
     u = upstream(handler=sw)
-    h = health(config_text([group_conf(hc=fast_hc(interval=4.0, timeout=1.0, healthy_threshold=5))]))
+    h = health_driver(config_text([group_conf(hc=fast_hc(interval=4.0, timeout=1.0, healthy_threshold=5))]))
     reply = h.send("register web %s" % u.addr)
     assert reply["rc"] == 0, reply
     ev = h.event(u.addr, "healthy", timeout=5)
@@ -266,7 +147,7 @@ def test_health_new_target_is_healthy_after_one_pass(health, upstream):
 
 
 @pytest.mark.timeout(30)
-def test_health_failure_reasons(health, upstream, refused_target):
+def test_health_failure_reasons(health_driver, upstream, refused_target):
     cases = {
         "connection_refused": refused_target(),
         "timeout": upstream(handler=lambda r: HANG).addr,
@@ -275,7 +156,7 @@ def test_health_failure_reasons(health, upstream, refused_target):
         "connection_reset": upstream(handler=lambda r: RESET).addr,
     }
     closer = upstream(handler=lambda r: CLOSE).addr
-    h = health(config_text([group_conf(targets=list(cases.values()) + [closer], hc=fast_hc(
+    h = health_driver(config_text([group_conf(targets=list(cases.values()) + [closer], hc=fast_hc(
         interval=0.5, timeout=0.3, unhealthy_threshold=1))]))
     for reason, addr in cases.items():
         ev = h.event(addr, "unhealthy", timeout=5)
@@ -289,23 +170,20 @@ def test_health_failure_reasons(health, upstream, refused_target):
 
 
 @pytest.mark.timeout(30)
-def test_health_fixed_port_and_host_header(health, upstream, refused_target):
+def test_health_fixed_port_and_host_header(health_driver, upstream, refused_target):
     sw = Switch()
     u = upstream(handler=sw)
     traffic = refused_target()  # the traffic port is closed; the check port answers
     hc = fast_hc(interval=0.5, timeout=0.3, port=u.port, host="status.example", path="/health?deep=1",
                  matcher="200,302")
-    h = health(config_text([group_conf(targets=[traffic], hc=hc)]))
+    h = health_driver(config_text([group_conf(targets=[traffic], hc=hc)]))
     assert h.event(traffic, "healthy", timeout=5)["old"] == "initial"
     req = sw.health_requests[0]
     assert req.target == "/health?deep=1" and req.headers.get("Host") == "status.example"
     # 302 is in the matcher: checks keep passing.
     sw.action = Response(302, headers=[("Location", "/x")])
     seen = len(sw.health_requests)
-    deadline = time.monotonic() + 5
-    while len(sw.health_requests) < seen + 3:
-        assert time.monotonic() < deadline, "checks stopped"
-        time.sleep(0.05)
+    wait_until(lambda: len(sw.health_requests) >= seen + 3, 5, "checks stopped", interval=0.05)
     assert [o for o in h.events_of(traffic) if o["new"] == "unhealthy"] == []
     sw.action = Response(301, headers=[("Location", "/x")])
     ev = h.event(traffic, "unhealthy", timeout=5)
@@ -313,10 +191,10 @@ def test_health_fixed_port_and_host_header(health, upstream, refused_target):
 
 
 @pytest.mark.timeout(30)
-def test_health_fail_open_when_all_are_unhealthy(health, upstream):
+def test_health_fail_open_when_all_are_unhealthy(health_driver, upstream):
     sws = [Switch(Response(503)), Switch(Response(503))]
     ups = [upstream(handler=s) for s in sws]
-    h = health(config_text([group_conf(targets=[u.addr for u in ups], hc=fast_hc(
+    h = health_driver(config_text([group_conf(targets=[u.addr for u in ups], hc=fast_hc(
         interval=0.5, timeout=0.3, healthy_threshold=1, unhealthy_threshold=1))]))
     for u in ups:
         h.event(u.addr, "unhealthy", timeout=5)
@@ -338,9 +216,9 @@ def test_health_fail_open_when_all_are_unhealthy(health, upstream):
 
 
 @pytest.mark.timeout(30)
-def test_health_passive_ejection_and_return(health, upstream):
+def test_health_passive_ejection_and_return(health_driver, upstream):
     ups = [upstream(), upstream()]
-    h = health(config_text([group_conf(targets=[u.addr for u in ups], passive={
+    h = health_driver(config_text([group_conf(targets=[u.addr for u in ups], passive={
         "consecutive_connect_failures": 3, "consecutive_5xx": 2, "eject": 1})]))
     h.publish(lambda o: o["n"] == 2, timeout=5)
     start = h.mark()
@@ -357,9 +235,9 @@ def test_health_passive_ejection_and_return(health, upstream):
 
 
 @pytest.mark.timeout(30)
-def test_health_drain_ends_with_the_last_request_or_the_delay(health, upstream):
+def test_health_drain_ends_with_the_last_request_or_the_delay(health_driver, upstream):
     ups = [upstream(), upstream()]
-    h = health(config_text([group_conf("slow", targets=[ups[0].addr], delay=30),
+    h = health_driver(config_text([group_conf("slow", targets=[ups[0].addr], delay=30),
                             group_conf("fast", targets=[ups[1].addr], delay=1)]))
     hold = h.send("hold slow")
     assert hold["rc"] == 0 and hold["n"] == 1
@@ -369,6 +247,8 @@ def test_health_drain_ends_with_the_last_request_or_the_delay(health, upstream):
     assert ev["reason"] == "deregistered"
     h.publish(lambda o: o["n"] == 0, start, group="slow")
     # A request is in flight: it keeps draining until that request ends.
+    # The behaviour under test: for 0.5 s (checked every 50 ms) it must not
+    # become unused while the request is held.
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:
         assert not [o for o in h.events_of(ups[0].addr) if o["new"] == "unused"], h.describe()
@@ -390,9 +270,9 @@ def test_health_drain_ends_with_the_last_request_or_the_delay(health, upstream):
 
 
 @pytest.mark.timeout(30)
-def test_health_reload_applies_only_static_changes(health, upstream, tmp_path):
+def test_health_reload_applies_only_static_changes(health_driver, upstream, tmp_path):
     a, b, c, api = (upstream(name=n) for n in ("a", "b", "c", "api"))
-    h = health(config_text([group_conf(targets=[a.addr, b.addr])]))
+    h = health_driver(config_text([group_conf(targets=[a.addr, b.addr])]))
     h.publish(lambda o: o["n"] == 2)
     assert h.send("register web %s" % api.addr)["rc"] == 0
     new = tmp_path / "reload.conf"
@@ -432,12 +312,12 @@ def _http(port, method, path, body=None, token=TOKEN):
 
 
 @pytest.mark.timeout(30)
-def test_health_admin_target_endpoints(health, upstream, tmp_path):
+def test_health_admin_target_endpoints(health_driver, upstream, tmp_path):
     u1, u2 = upstream(), upstream()
     port = free_port()
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    h = health(config_text([group_conf(targets=[u1.addr])], admin_port=port, token_file=token_file))
+    h = health_driver(config_text([group_conf(targets=[u1.addr])], admin_port=port, token_file=token_file))
     h.publish(lambda o: o["n"] == 1)
 
     status, groups = _http(port, "GET", "/v1/target-groups")
@@ -557,21 +437,18 @@ class ManyUpstreams:
 
 
 @pytest.mark.timeout(120)
-def test_health_loop_lag_with_1000_targets_and_100_hanging(health):
+def test_health_loop_lag_with_1000_targets_and_100_hanging(health_driver):
     many = ManyUpstreams(900, 100)
     try:
         hc = fast_hc(interval=1.0, timeout=0.5, healthy_threshold=2, unhealthy_threshold=2)
-        h = health(config_text([group_conf(targets=many.ok_addrs + many.hang_addrs, hc=hc)]))
+        h = health_driver(config_text([group_conf(targets=many.ok_addrs + many.hang_addrs, hc=hc)]))
         h.publish(lambda o: o["n"] == 900 and not o["fail_open"], timeout=15,
                   message="900 healthy targets, the 100 hanging ones out")
 
         def unhealthy():
             with h.cond:
                 return {o["address"] for o in h.lines if o["type"] == "event" and o["new"] == "unhealthy"}
-        deadline = time.monotonic() + 10
-        while len(unhealthy()) < 100:
-            assert time.monotonic() < deadline, "the hanging targets never became unhealthy"
-            time.sleep(0.1)
+        wait_until(lambda: len(unhealthy()) >= 100, 10, "the hanging targets never became unhealthy", interval=0.1)
         assert unhealthy() == set(many.hang_addrs)
         # Steady state: measure over 10 s (the lag meter's window).
         first = h.send("stats")
@@ -581,7 +458,7 @@ def test_health_loop_lag_with_1000_targets_and_100_hanging(health):
             if last["uptime"] - first["uptime"] >= 10.5:
                 break
             assert time.monotonic() < deadline
-            time.sleep(0.5)
+            time.sleep(0.5)  # poll interval: the window is 10.5 s of the driver's own uptime
         span = last["uptime"] - first["uptime"]
         checks = last["checks"] - first["checks"]
         cpu = (last["user"] + last["sys"]) - (first["user"] + first["sys"])

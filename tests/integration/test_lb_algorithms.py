@@ -16,24 +16,15 @@ import time
 
 import pytest
 
-from helpers3 import wharfd3  # noqa: F401  (fixture)
-from helpers4 import Admin, health_server, write_token  # noqa: F401  (fixture)
-from helpers6 import (
-    admin_block,
-    config,
-    cond,
-    cookie_header,
-    fwd,
-    get,
-    listener,
-    rule,
-    split_counts,
-    sticky_cookie,
-    tamper,
-    tg,
-    upstream_of,
-)
-from wharf_proxy_harness import RawClient, _add_diag, default_handler, free_port, wait_until
+from harness.admin_client import Admin, admin_block, write_token
+from harness.cookies import cookie_header, sticky_cookie, tamper
+from harness.http_client import RawClient, get
+from harness.load import split_counts
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.reporting import add_diag
+from harness.rules_config import cond, config, fwd, listener, rule, tg
+from harness.upstreams import default_handler, upstream_of
 
 # After the admin API shows a target out of rotation, a request may still be
 # sent to it only until the new snapshot reaches the worker (as in
@@ -59,11 +50,11 @@ def _check_share(total, n, name, expected_pct, tol, what):
 
 
 @pytest.mark.timeout(60)
-def test_weighted_forward_90_10_split_over_10000_keepalive_requests(upstream, wharfd3, record_property):
+def test_weighted_forward_90_10_split_over_10000_keepalive_requests(upstream, wharfd, record_property):
     a, b = upstream(name="a"), upstream(name="b")
     port = free_port()
     da = {"forward": fwd(("a", 90), ("b", 10))}
-    wharfd3(config([listener("http", port, da)], [tg("a", [a]), tg("b", [b])]), port)
+    wharfd(config=config([listener("http", port, da)], [tg("a", [a]), tg("b", [b])]), port=port)
     n = 10000
     total, per_conn, dt = split_counts(port, n, threads=4, path="/w2")
     print("\n90/10: %s in %.2fs (%.0f req/s); per connection %s" % (dict(total), dt, n / dt,
@@ -82,13 +73,13 @@ def test_weighted_forward_90_10_split_over_10000_keepalive_requests(upstream, wh
 
 
 @pytest.mark.timeout(60)
-def test_weighted_forward_three_groups_and_weight_zero_in_a_rule(upstream, wharfd3):
+def test_weighted_forward_three_groups_and_weight_zero_in_a_rule(upstream, wharfd):
     names = ["g60", "g30", "g10", "g0", "dflt"]
     ups = {x: upstream(name=x) for x in names}
     port = free_port()
     rules = [rule(10, cond(path=["/w3/*"]), forward=fwd(("g60", 60), ("g30", 30), ("g10", 10), ("g0", 0)))]
     lst = listener("http", port, {"forward": fwd("dflt")}, rules)
-    wharfd3(config([lst], [tg(x, [u]) for x, u in ups.items()]), port)
+    wharfd(config=config([lst], [tg(x, [u]) for x, u in ups.items()]), port=port)
     n = 10000
     total, per_conn, dt = split_counts(port, n, threads=4, path="/w3")
     print("\n60/30/10/0: %s in %.2fs" % (dict(total), dt))
@@ -108,11 +99,11 @@ def test_weighted_forward_three_groups_and_weight_zero_in_a_rule(upstream, wharf
 
 
 @pytest.mark.timeout(60)
-def test_weighted_random_target_weights_1_and_3(upstream, wharfd3):
+def test_weighted_random_target_weights_1_and_3(upstream, wharfd):
     a, b = upstream(name="a"), upstream(name="b")
     port = free_port()
     group = tg("web", [(a, 1), (b, 3)], algorithm="weighted_random")
-    wharfd3(config([listener("http", port, {"forward": fwd("web")})], [group]), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("web")})], [group]), port=port)
     n = 4000
     total, per_conn, dt = split_counts(port, n, threads=4, path="/wr")
     print("\nweighted_random 1:3: %s in %.2fs" % (dict(total), dt))
@@ -125,7 +116,7 @@ SLOW_S = 1.5
 
 
 @pytest.mark.timeout(60)
-def test_least_outstanding_requests_sends_concurrent_load_to_the_fast_target(upstream, wharfd3):
+def test_least_outstanding_requests_sends_concurrent_load_to_the_fast_target(upstream, wharfd):
     """Six clients in closed loops (keep-alive, one request at a time each)
     against a fast target and one that answers every request after 1.5 s.
     Least outstanding requests picks the slow one only when it has no more
@@ -142,7 +133,7 @@ def test_least_outstanding_requests_sends_concurrent_load_to_the_fast_target(ups
     slow, fast = upstream(slow_handler, name="slow"), upstream(name="fast")
     port = free_port()
     group = tg("web", [slow, fast], algorithm="least_outstanding_requests")
-    wharfd3(config([listener("http", port, {"forward": fwd("web")})], [group]), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("web")})], [group]), port=port)
 
     stop = threading.Event()
     lock = threading.Lock()
@@ -208,10 +199,10 @@ def _with_cookie(port, value, target="/s", name=LB_COOKIE, others=()):
 
 
 @pytest.mark.timeout(60)
-def test_target_stickiness_cookie_pins_clients_and_new_clients_are_spread(upstream, wharfd3):
+def test_target_stickiness_cookie_pins_clients_and_new_clients_are_spread(upstream, wharfd):
     ups = [upstream(name=x) for x in ("a", "b", "c")]
     port = free_port()
-    wharfd3(config([listener("http", port, {"forward": fwd("web")})], [_sticky_group(ups)]), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("web")})], [_sticky_group(ups)]), port=port)
 
     # without a cookie: round robin (two workers, each rotating: counts
     # within 2 of each other), each response issuing a cookie for its target
@@ -244,11 +235,11 @@ def test_target_stickiness_cookie_pins_clients_and_new_clients_are_spread(upstre
 
 
 @pytest.mark.timeout(60)
-def test_target_stickiness_ignores_tampered_garbage_and_expired_cookies(upstream, wharfd3):
+def test_target_stickiness_ignores_tampered_garbage_and_expired_cookies(upstream, wharfd):
     ups = [upstream(name=x) for x in ("a", "b", "c")]
     port = free_port()
     duration = 3
-    wharfd3(config([listener("http", port, {"forward": fwd("web")})], [_sticky_group(ups, duration)]), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("web")})], [_sticky_group(ups, duration)]), port=port)
     r = get(port, "/first")
     t_issued = time.monotonic()
     pinned = upstream_of(r)
@@ -292,14 +283,14 @@ def test_target_stickiness_ignores_tampered_garbage_and_expired_cookies(upstream
     assert sticky_cookie(r, LB_COOKIE, duration) != value
 
 
-def _admin_wharfd(request, wharfd3, tmp_path, groups, port, **kw):
+def _admin_wharfd(request, wharfd, tmp_path, groups, port, **kw):
     admin_port = free_port()
     token_file, token = write_token(tmp_path)
     cfg = config([listener("http", port, {"forward": fwd("web")})], groups,
                  admin=admin_block(admin_port, token_file), **kw)
-    w = wharfd3(cfg, port, wait_ports=[admin_port])
+    w = wharfd(config=cfg, port=port, wait_ports=[admin_port])
     admin = Admin(admin_port, token)
-    _add_diag(request, "GET /v1/target-groups at failure", lambda: json.dumps(admin.groups(), indent=1))
+    add_diag(request, "GET /v1/target-groups at failure", lambda: json.dumps(admin.groups(), indent=1))
     return w, admin
 
 
@@ -328,10 +319,10 @@ def _move_off(port, value, gone, t_out, what):
 
 @pytest.mark.timeout(60)
 def test_target_stickiness_moves_client_off_deregistered_target_with_a_new_cookie(
-        request, upstream, wharfd3, tmp_path):
+        request, upstream, wharfd, tmp_path):
     ups = {x: upstream(name=x) for x in ("a", "b", "c")}
     port = free_port()
-    w, admin = _admin_wharfd(request, wharfd3, tmp_path,
+    w, admin = _admin_wharfd(request, wharfd, tmp_path,
                              [_sticky_group(list(ups.values()), deregistration_delay=1)], port)
     r = get(port, "/first")
     pinned = upstream_of(r)
@@ -355,10 +346,10 @@ HC = {"path": "/health", "interval": 0.5, "timeout": 0.4, "healthy_threshold": 2
 
 @pytest.mark.timeout(60)
 def test_target_stickiness_moves_client_off_killed_unhealthy_target_with_a_new_cookie(
-        request, health_server, wharfd3, tmp_path):
+        request, health_server, wharfd, tmp_path):
     servers = {x: health_server(x) for x in ("a", "b", "c")}
     port = free_port()
-    w, admin = _admin_wharfd(request, wharfd3, tmp_path,
+    w, admin = _admin_wharfd(request, wharfd, tmp_path,
                              [_sticky_group(list(servers.values()), health_check=HC)], port)
     wait_until(lambda: all(admin.state(s.addr) == "healthy" for s in servers.values()), 5,
                lambda: "targets not healthy: %s" % admin.targets())
@@ -381,7 +372,7 @@ def test_target_stickiness_moves_client_off_killed_unhealthy_target_with_a_new_c
 
 
 @pytest.mark.timeout(60)
-def test_group_stickiness_pins_client_to_one_group_of_a_weighted_forward(upstream, wharfd3):
+def test_group_stickiness_pins_client_to_one_group_of_a_weighted_forward(upstream, wharfd):
     a, b = upstream(name="a"), upstream(name="b")
     p_http, p_edge = free_port(), free_port()
     weighted = fwd(("ga", 50), ("gb", 50))
@@ -391,7 +382,7 @@ def test_group_stickiness_pins_client_to_one_group_of_a_weighted_forward(upstrea
                  {"fixed_response": {"status": 404, "content_type": "text/plain", "body": "none\n"}},
                  [rule(10, cond(path=["/r/*"]), forward=weighted, stickiness=600)]),
     ]
-    wharfd3(config(listeners, [tg("ga", [a]), tg("gb", [b])]), p_http, wait_ports=[p_edge])
+    wharfd(config=config(listeners, [tg("ga", [a]), tg("gb", [b])]), port=p_http, wait_ports=[p_edge])
     group_of = {"a": "ga", "b": "gb"}
 
     for port, name, path in ((p_http, "wharf-tg-http", "/d"), (p_edge, "wharf-tg-edge", "/r")):

@@ -7,28 +7,30 @@ import time
 
 import pytest
 
-from helpers3 import parse_prometheus, wharfd3  # noqa: F401  (fixture)
-from wharf_proxy_harness import RawClient, build_config, free_port
+from harness.http_client import RawClient
+from harness.ports import free_port
+from harness.prometheus import parse_prometheus
+from harness.wharfd import build_config
 
 pytestmark = pytest.mark.timeout(30)
 
 LAG_AT_REST_MAX = 0.05
 
 
-def _admin(upstream, tmp_path, wharfd3):
+def _admin(upstream, tmp_path, wharfd):
     up = upstream()
     port, admin_port = free_port(), free_port()
     token = tmp_path / "admin.token"
-    token.write_text("t3-secret-token\n")
+    token.write_text("metrics-test-token\n")
     cfg = build_config(port, [up], log_level="info", timeouts={"shutdown_drain": 1})
     cfg["admin"] = {"bind": "127.0.0.1:%d" % admin_port, "token_file": str(token), "metrics_public": True}
-    w = wharfd3(cfg, port, wait_ports=[admin_port])
+    w = wharfd(config=cfg, port=port, wait_ports=[admin_port])
     return w, admin_port
 
 
-def test_admin_healthz_ok_and_metrics_event_loop_lag_under_50ms_at_rest(upstream, wharfd3, tmp_path,
+def test_admin_healthz_ok_and_metrics_event_loop_lag_under_50ms_at_rest(upstream, wharfd, tmp_path,
                                                                         record_property):
-    w, admin_port = _admin(upstream, tmp_path, wharfd3)
+    w, admin_port = _admin(upstream, tmp_path, wharfd)
     assert w.get("/through-the-proxy").status == 200
 
     with RawClient(admin_port) as c:

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from wharf_proxy_harness import CLOSE, HANG, RESET, Raw, Response, wait_until
+from harness.polling import wait_until
+from harness.upstreams import CLOSE, HANG, RESET, Raw, Response
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,7 +4,9 @@ Expect: 100-continue, HEAD/204/304, close-delimited responses, HTTP/1.0."""
 
 import pytest
 
-from wharf_proxy_harness import RawClient, Response, echo_handler, encode_chunked, wait_until
+from harness.http_client import RawClient
+from harness.polling import wait_until
+from harness.upstreams import Response, echo_handler
 
 pytestmark = pytest.mark.timeout(30)
 

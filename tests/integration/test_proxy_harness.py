@@ -1,29 +1,21 @@
-"""Self-tests of the proxy test harness (conftest.py): the scriptable
+"""Self-tests of the proxy test harness (harness/): the scriptable
 upstream and the raw client checked against each other, without wharfd, so a
-failure in the proxy suite can be trusted to be about wharfd. The last test
-checks with `wharfd -t` that the config shapes the suite writes are accepted."""
+failure in the proxy suite can be trusted to be about wharfd. The last tests
+check with `wharfd -t` that the config shapes the suite writes are accepted,
+and how the teardown judges the ways a wharfd ends."""
 
+import os
+import signal
 import subprocess
 import time
 
 import pytest
 
-from wharf_proxy_harness import (
-    CLOSE,
-    HANG,
-    RESET,
-    Array,
-    ConnectionClosed,
-    ProtocolError,
-    Raw,
-    RawClient,
-    Response,
-    build_config,
-    encode_chunked,
-    parse_chunked,
-    render_config,
-    wait_until,
-)
+from harness.http_client import RawClient
+from harness.http_message import ConnectionClosed, ProtocolError, encode_chunked, parse_chunked
+from harness.polling import wait_until
+from harness.upstreams import CLOSE, HANG, RESET, Raw, Response
+from harness.wharfd import Array, Wharfd, build_config, config_text, render_config
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -204,3 +196,45 @@ def test_harness_config_shapes_accepted_by_wharfd_check(shape, wharf_binary, tmp
     assert p.returncode == 0 and "configuration ok" in out, (
         "wharfd -t rejected a config shape the suite uses (exit %d):\n%s\nconfig:\n%s"
         % (p.returncode, out, path.read_text()))
+
+
+# How each ending of a wharfd is judged at teardown (Wharfd.stop, which the
+# `wharfd` fixture turns into a failed test): (exit_expected, what the test
+# does to wharfd, the problem stop() must report or None).
+ENDINGS = {
+    "runs_until_teardown": (None, None, None),
+    "killed_during_test": (None, "sigkill", "exited during the test (killed by SIGKILL)"),
+    "killed_as_expected": (-9, "sigkill", None),
+    "other_status_than_expected": (0, "sigkill", "ended with killed by SIGKILL, the test expected exit status 0"),
+    "hangs_after_sigterm": (None, "sigstop", "did not exit within 1 s of SIGTERM (killed with SIGKILL)"),
+    "sanitizer_report": (None, "runtime_error", "stderr holds a sanitizer report ('runtime error:')"),
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_harness_wharfd_teardown_judges_how_wharfd_ended(ending, upstream, wharf_binary, tmp_path):
+    exit_expected, action, problem = ENDINGS[ending]
+    text, port = config_text([upstream()])
+    w = Wharfd(wharf_binary, tmp_path, text, port, 0, exit_expected=exit_expected)
+    w.start()
+    try:
+        if action == "sigkill":
+            os.kill(w.proc.pid, signal.SIGKILL)
+            w.proc.wait(timeout=5)
+        elif action == "sigstop":  # SIGTERM stays pending: wharfd hangs
+            os.kill(w.proc.pid, signal.SIGSTOP)
+        elif action == "runtime_error":
+            # wharfd itself prints the marker: a rejected reload names the
+            # unknown group of the new file
+            w.config_path.write_text(text.replace('target_group = "web"', 'target_group = "runtime error: x"'))
+            os.kill(w.proc.pid, signal.SIGHUP)
+            wait_until(lambda: "reload failed" in w.stderr_text(), 5, "wharfd did not reject the reload")
+        problems = w.stop(term_timeout=1)
+    finally:
+        if w.alive():
+            w.proc.kill()
+            w.proc.wait(timeout=5)
+    if problem is None:
+        assert problems == [], problems
+    else:
+        assert len(problems) == 1 and problems[0].startswith("wharfd #0 " + problem), problems

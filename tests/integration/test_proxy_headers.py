@@ -3,7 +3,8 @@ X-Request-Id, and removal of hop-by-hop headers (both directions)."""
 
 import pytest
 
-from wharf_proxy_harness import REQUEST_ID_RE, Response
+from harness.http_message import REQUEST_ID_RE
+from harness.upstreams import Response
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,7 +12,7 @@ connection with the message incomplete and never reuses it; the client gets
 
 import pytest
 
-from wharf_proxy_harness import wait_until
+from harness.polling import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 

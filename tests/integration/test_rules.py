@@ -17,9 +17,13 @@ import subprocess
 
 import pytest
 
-from helpers3 import wharfd3, write_config_atomically  # noqa: F401  (fixture)
-from helpers6 import config, cond, curl, curl_upstream, fwd, get, listener, rule, tg, upstream_of
-from wharf_proxy_harness import REQUEST_ID_RE, RawClient, free_port, wait_until
+from harness.http_client import RawClient, curl, curl_upstream, get
+from harness.http_message import REQUEST_ID_RE
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.rules_config import cond, config, fwd, listener, rule, tg
+from harness.upstreams import upstream_of
+from harness.wharfd import write_config_atomically
 
 
 def _groups(upstream, names):
@@ -61,7 +65,7 @@ def _no_bytes(*ups):
 
 
 @pytest.mark.timeout(30)
-def test_rules_tried_by_priority_not_file_order_all_conditions_must_match(upstream, wharfd3):
+def test_rules_tried_by_priority_not_file_order_all_conditions_must_match(upstream, wharfd):
     ups, groups = _groups(upstream, ["p5", "p10", "p20", "p30", "dflt"])
     port = free_port()
     rules = [  # file order deliberately unlike priority order
@@ -70,7 +74,7 @@ def test_rules_tried_by_priority_not_file_order_all_conditions_must_match(upstre
         rule(10, cond(path=["/api/v1/*"]), forward=fwd("p10")),
         rule(5, cond(path=["/api/v1/*"], header={"name": "X-Canary", "values": ["yes"]}), forward=fwd("p5")),
     ]
-    wharfd3(config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port=port)
     cases = [
         ("GET", "/api/v1/users", [], "p10"),                       # 30, 20, 10 match: lowest wins
         ("GET", "/api/v1/users", [("X-Canary", "yes")], "p5"),     # now 5 matches too
@@ -88,12 +92,12 @@ def test_rules_tried_by_priority_not_file_order_all_conditions_must_match(upstre
 
 
 @pytest.mark.timeout(30)
-def test_rules_host_condition_case_insensitive_wildcards_port_ignored(upstream, wharfd3):
+def test_rules_host_condition_case_insensitive_wildcards_port_ignored(upstream, wharfd):
     ups, groups = _groups(upstream, ["api", "web", "dflt"])
     port = free_port()
     rules = [rule(10, cond(host=["api.example.com", "*.svc.example.com"]), forward=fwd("api")),
              rule(20, cond(host=["w?b.example.org"]), forward=fwd("web"))]
-    wharfd3(config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port=port)
 
     # curl --resolve: Host is NAME:PORT, the port must be ignored
     resolved = [("api.example.com", "api"), ("a.svc.example.com", "api"), ("x.y.svc.example.com", "api"),
@@ -122,13 +126,13 @@ def test_rules_host_condition_case_insensitive_wildcards_port_ignored(upstream, 
 
 
 @pytest.mark.timeout(30)
-def test_rules_path_condition_case_sensitive_wildcards_query_excluded(upstream, wharfd3):
+def test_rules_path_condition_case_sensitive_wildcards_query_excluded(upstream, wharfd):
     ups, groups = _groups(upstream, ["pth", "docs", "five", "dflt"])
     port = free_port()
     rules = [rule(10, cond(path=["/img/*.png", "/v?/status"]), forward=fwd("pth")),
              rule(20, cond(path=["/Docs/*"]), forward=fwd("docs")),
              rule(30, cond(path=["/f/1", "/f/2", "/f/3", "/f/4", "/f/5*"]), forward=fwd("five"))]
-    wharfd3(config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port=port)
     cases = [
         ("GET", "/img/a.png", [], "pth"),
         ("GET", "/img/a/b/c.png", [], "pth"),
@@ -160,7 +164,7 @@ def test_rules_path_condition_case_sensitive_wildcards_query_excluded(upstream, 
 
 
 @pytest.mark.timeout(30)
-def test_rules_method_header_query_and_source_ip_conditions(upstream, wharfd3):
+def test_rules_method_header_query_and_source_ip_conditions(upstream, wharfd):
     ups, groups = _groups(upstream, ["meth", "hdr", "qry", "never", "src", "dflt"])
     port = free_port()
     rules = [
@@ -170,7 +174,7 @@ def test_rules_method_header_query_and_source_ip_conditions(upstream, wharfd3):
         rule(40, cond(source_ip=["192.0.2.0/24"]), forward=fwd("never")),
         rule(50, cond(source_ip=["10.0.0.0/8", "127.0.0.0/8"], path=["/src/*"]), forward=fwd("src")),
     ]
-    wharfd3(config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("dflt")}, rules)], groups), port=port)
     cases = [
         # method: exact, any of the values
         ("PUT", "/m", [], "meth"), ("DELETE", "/m", [], "meth"), ("GET", "/m", [], "dflt"),
@@ -228,7 +232,7 @@ def _body_request_keeps_connection(port, host, method, target, body, check, up):
 
 
 @pytest.mark.timeout(30)
-def test_redirect_action_location_placeholders_keepalive_and_no_upstream_bytes(upstream, wharfd3):
+def test_redirect_action_location_placeholders_keepalive_and_no_upstream_bytes(upstream, wharfd):
     ups, groups = _groups(upstream, ["web"])
     port = free_port()
     rules = [
@@ -238,7 +242,7 @@ def test_redirect_action_location_placeholders_keepalive_and_no_upstream_bytes(u
              redirect={"status": 302, "location": "#{protocol}://#{host}:#{port}/moved/#{path}?#{query}"}),
         rule(30, cond(path=["/rel/*"]), redirect={"status": 302, "location": "/landing/#{path}"}),
     ]
-    wharfd3(config([listener("http", port, {"forward": fwd("web")}, rules)], groups), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("web")}, rules)], groups), port=port)
     host = "www.example.com:%d" % port
     cases = [
         ("GET", "/old/a/b?x=1&y=2", None, 301, "https://www.example.com/new/old/a/b?x=1&y=2"),
@@ -295,7 +299,7 @@ def test_redirect_action_location_placeholders_keepalive_and_no_upstream_bytes(u
 
 
 @pytest.mark.timeout(30)
-def test_fixed_response_action_exact_status_type_body_and_keepalive(upstream, wharfd3):
+def test_fixed_response_action_exact_status_type_body_and_keepalive(upstream, wharfd):
     ups, groups = _groups(upstream, ["web"])
     port = free_port()
     teapot = '{"short": "and stout"}'
@@ -305,7 +309,7 @@ def test_fixed_response_action_exact_status_type_body_and_keepalive(upstream, wh
         rule(20, cond(path=["/teapot/*"]),
              fixed_response={"status": 418, "content_type": "application/json", "body": teapot}),
     ]
-    wharfd3(config([listener("http", port, {"forward": fwd("web")}, rules)], groups), port)
+    wharfd(config=config([listener("http", port, {"forward": fwd("web")}, rules)], groups), port=port)
     cases = [("GET", "/maintenance", None, 503, "text/plain", b"back soon\n"),
              ("GET", "/maintenance?x=1", None, 503, "text/plain", b"back soon\n"),
              ("GET", "/teapot/pot", None, 418, "application/json", teapot.encode()),
@@ -333,7 +337,7 @@ def test_fixed_response_action_exact_status_type_body_and_keepalive(upstream, wh
 
 
 @pytest.mark.timeout(30)
-def test_default_action_may_be_fixed_response_or_redirect(upstream, wharfd3):
+def test_default_action_may_be_fixed_response_or_redirect(upstream, wharfd):
     ups, groups = _groups(upstream, ["web"])
     p_fixed, p_redir = free_port(), free_port()
     app = [rule(10, cond(path=["/app/*"]), forward=fwd("web"))]
@@ -343,7 +347,7 @@ def test_default_action_may_be_fixed_response_or_redirect(upstream, wharfd3):
         listener("redir", p_redir, {"redirect": {"status": 301, "location": "https://#{host}:443/#{path}?#{query}"}},
                  app),
     ]
-    wharfd3(config(listeners, groups), p_fixed, wait_ports=[p_redir])
+    wharfd(config=config(listeners, groups), port=p_fixed, wait_ports=[p_redir])
     with RawClient(p_fixed) as c:
         for target in ("/", "/nothing?x=1", "/apps/1"):
             r = c.request("GET", target)
@@ -366,7 +370,7 @@ def test_default_action_may_be_fixed_response_or_redirect(upstream, wharfd3):
 
 
 @pytest.mark.timeout(30)
-def test_sighup_reload_changes_rules_for_new_requests(upstream, wharfd3):
+def test_sighup_reload_changes_rules_for_new_requests(upstream, wharfd):
     ups, groups = _groups(upstream, ["a", "b"])
     port = free_port()
     old_rules = [rule(10, cond(path=["/x/*"]),
@@ -377,7 +381,7 @@ def test_sighup_reload_changes_rules_for_new_requests(upstream, wharfd3):
     def cfg(rules):
         return config([listener("http", port, {"forward": fwd("a")}, rules)], groups)
 
-    w = wharfd3(cfg(old_rules), port)
+    w = wharfd(config=cfg(old_rules), port=port)
     r = get(port, "/x/0")
     assert (r.status, r.body) == (503, b"old rules\n"), r
     assert upstream_of(get(port, "/new")) == "a"

@@ -12,19 +12,13 @@ import time
 
 import pytest
 
-from helpers3 import (  # noqa: F401  (fixtures)
-    LoadGen,
-    connect_refused,
-    demo_server,
-    named_handler,
-    raw_upstream,
-    wharfd3,
-    write_config_atomically,
-    ws_frame,
-    ws_open,
-    ws_read_frame,
-)
-from wharf_proxy_harness import RawClient, Response, build_config, free_port, render_config, wait_until
+from harness.http_client import RawClient
+from harness.load import LoadGen
+from harness.polling import wait_until
+from harness.ports import connect_refused, free_port
+from harness.upstreams import Response, named_handler
+from harness.websocket import ws_frame, ws_open, ws_read_frame
+from harness.wharfd import build_config, render_config, write_config_atomically
 
 OP_TEXT, OP_CLOSE = 0x1, 0x8
 
@@ -66,7 +60,7 @@ def _probe_until_routed(w, names, failures, timeout=3.0, run=10):
 
 
 @pytest.mark.timeout(120)
-def test_sighup_reloads_under_continuous_load_with_zero_failed_requests(raw_upstream, wharfd3, record_property):
+def test_sighup_reloads_under_continuous_load_with_zero_failed_requests(raw_upstream, wharfd, record_property):
     ups = {n: raw_upstream(named_handler(n), n) for n in ("A", "B")}
     phases = [("A",), ("B",), ("A", "B"), ("A",), ("B",), ("A", "B")]  # 5 reloads
     per_phase = 1000
@@ -76,7 +70,7 @@ def test_sighup_reloads_under_continuous_load_with_zero_failed_requests(raw_upst
         return build_config(port, [ups[n] for n in names], workers=2, log_level="info",
                             timeouts={"shutdown_drain": 2})
 
-    w = wharfd3(cfg(phases[0]), port)
+    w = wharfd(config=cfg(phases[0]), port=port)
     probe_failures = []
     windows = []  # (names, routed_from, until)
     load = LoadGen(port, threads=4).start()
@@ -130,7 +124,7 @@ def _insert_line(text, index, line):
 
 
 @pytest.mark.timeout(60)
-def test_sighup_bad_file_keeps_whole_old_configuration_and_logs_file_line(raw_upstream, wharfd3):
+def test_sighup_bad_file_keeps_whole_old_configuration_and_logs_file_line(raw_upstream, wharfd):
     ups = {n: raw_upstream(named_handler(n), n) for n in ("A", "B")}
     port = free_port()
 
@@ -138,7 +132,7 @@ def test_sighup_bad_file_keeps_whole_old_configuration_and_logs_file_line(raw_up
         return build_config(port, [ups[n] for n in names], workers=2, log_level="info",
                             timeouts={"shutdown_drain": 2})
 
-    w = wharfd3(cfg(("A",)), port)
+    w = wharfd(config=cfg(("A",)), port=port)
     fname = w.config_path.name
     failures = []
     load = LoadGen(port, threads=2).start()
@@ -184,7 +178,7 @@ def test_sighup_bad_file_keeps_whole_old_configuration_and_logs_file_line(raw_up
 
 
 @pytest.mark.timeout(30)
-def test_sigterm_drains_slow_in_flight_requests_refuses_new_closes_idle_and_exits_0(upstream, wharfd3,
+def test_sigterm_drains_slow_in_flight_requests_refuses_new_closes_idle_and_exits_0(upstream, wharfd,
                                                                                      record_property):
     def handler(req):
         m = re.fullmatch(r"/slow\?ms=([0-9]+)", req.target)
@@ -195,7 +189,8 @@ def test_sigterm_drains_slow_in_flight_requests_refuses_new_closes_idle_and_exit
     up = upstream(handler, name="slow")
     drain = 5
     port = free_port()
-    w = wharfd3(build_config(port, [up], workers=2, log_level="info", timeouts={"shutdown_drain": drain}), port)
+    w = wharfd(config=build_config(port, [up], workers=2, log_level="info", timeouts={"shutdown_drain": drain}),
+               port=port, exit_expected=0)
 
     idle = w.client()
     assert idle.request("GET", "/quick").body == b"quick"  # now idle on a keep-alive connection
@@ -209,7 +204,6 @@ def test_sigterm_drains_slow_in_flight_requests_refuses_new_closes_idle_and_exit
 
         t_term = time.monotonic()
         os.kill(w.proc.pid, signal.SIGTERM)
-        w.exit_expected = True
 
         wait_until(lambda: connect_refused(port), 1.0, "wharfd still accepts connections 1 s after SIGTERM",
                    interval=0.01)
@@ -241,12 +235,12 @@ def test_sigterm_drains_slow_in_flight_requests_refuses_new_closes_idle_and_exit
 
 
 @pytest.mark.timeout(30)
-def test_sigterm_drain_keeps_open_websocket_tunnel_until_it_closes(demo_server, wharfd3):
+def test_sigterm_drain_keeps_open_websocket_tunnel_until_it_closes(demo_server, wharfd):
     app = demo_server()
     drain = 4
     port = free_port()
-    w = wharfd3(build_config(port, [app.addr], workers=1, log_level="info",
-                             timeouts={"shutdown_drain": drain}), port)
+    w = wharfd(config=build_config(port, [app.addr], workers=1, log_level="info",
+                                   timeouts={"shutdown_drain": drain}), port=port, exit_expected=0)
     c, resp, _ = ws_open(port, "/ws")
     try:
         assert resp.status == 101, resp
@@ -255,7 +249,6 @@ def test_sigterm_drain_keeps_open_websocket_tunnel_until_it_closes(demo_server, 
 
         t_term = time.monotonic()
         os.kill(w.proc.pid, signal.SIGTERM)
-        w.exit_expected = True
         wait_until(lambda: connect_refused(port), 1.0, "wharfd still accepts connections 1 s after SIGTERM",
                    interval=0.01)
         # the tunnel is in flight: it still carries frames both ways

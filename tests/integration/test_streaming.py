@@ -15,19 +15,12 @@ import zlib
 
 import pytest
 
-from helpers3 import (  # noqa: F401  (fixtures)
-    GiB,
-    MiB,
-    ChunkedDecoder,
-    PatternSource,
-    Pacer,
-    proc_status_kib,
-    raw_upstream,
-    read_head,
-    sanitizer_build,
-    wharfd3,
-)
-from wharf_proxy_harness import RawClient, build_config, free_port
+from harness.http_client import RawClient, read_head
+from harness.http_message import ChunkedDecoder
+from harness.ports import free_port
+from harness.processes import proc_status_kib, sanitizer_build
+from harness.streaming import GiB, MiB, Pacer, PatternSource
+from harness.wharfd import build_config
 
 TOTAL = 2 * GiB
 RATE = 32 * MiB  # bytes/s: the slow reader
@@ -46,7 +39,7 @@ class RssSampler:
         self._t.start()
 
     def _run(self):
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(0.25):  # sampling period of VmRSS
             try:
                 self.max_kib = max(self.max_kib, proc_status_kib(self.pid, "VmRSS"))
             except (OSError, AssertionError):
@@ -86,7 +79,7 @@ def _read_small_body(conn, n):
 
 @pytest.mark.timeout(240)
 def test_streaming_2gib_upload_to_32mibps_upstream_keeps_wharfd_peak_rss_within_16mib(
-        plain_build, raw_upstream, wharfd3, record_property):
+        plain_build, raw_upstream, wharfd, record_property):
     src = PatternSource(TOTAL)
 
     def handler(conn):
@@ -120,8 +113,8 @@ def test_streaming_2gib_upload_to_32mibps_upstream_keeps_wharfd_peak_rss_within_
 
     up = raw_upstream(handler, "slow-reader")
     port = free_port()
-    w = wharfd3(build_config(port, [up], log_level="info",
-                             timeouts={"upstream_response": 600, "shutdown_drain": 1}), port)
+    w = wharfd(config=build_config(port, [up], log_level="info",
+                             timeouts={"upstream_response": 600, "shutdown_drain": 1}), port=port)
 
     # the same path once, small, so the baseline includes a served request
     with w.client() as c:
@@ -160,7 +153,7 @@ def test_streaming_2gib_upload_to_32mibps_upstream_keeps_wharfd_peak_rss_within_
 
 @pytest.mark.timeout(240)
 def test_streaming_2gib_chunked_download_to_32mibps_client_keeps_wharfd_peak_rss_within_16mib(
-        plain_build, raw_upstream, wharfd3, record_property):
+        plain_build, raw_upstream, wharfd, record_property):
     src = PatternSource(TOTAL)
 
     def handler(conn):
@@ -184,7 +177,7 @@ def test_streaming_2gib_chunked_download_to_32mibps_client_keeps_wharfd_peak_rss
 
     up = raw_upstream(handler, "fast-writer")
     port = free_port()
-    w = wharfd3(build_config(port, [up], log_level="info", timeouts={"shutdown_drain": 1}), port)
+    w = wharfd(config=build_config(port, [up], log_level="info", timeouts={"shutdown_drain": 1}), port=port)
 
     with w.client() as c:
         r = c.request("GET", "/warm")
@@ -250,7 +243,7 @@ def test_streaming_2gib_chunked_download_to_32mibps_client_keeps_wharfd_peak_rss
 
 
 @pytest.mark.timeout(60)
-def test_sse_each_event_reaches_client_before_upstream_sends_the_next(raw_upstream, wharfd3, record_property):
+def test_sse_each_event_reaches_client_before_upstream_sends_the_next(raw_upstream, wharfd, record_property):
     n_events = 20
     # acks[0]: the client has the response head; acks[i + 1]: it has event i
     acks = [threading.Event() for _ in range(n_events + 1)]
@@ -277,7 +270,7 @@ def test_sse_each_event_reaches_client_before_upstream_sends_the_next(raw_upstre
 
     up = raw_upstream(handler, "sse")
     port = free_port()
-    w = wharfd3(build_config(port, [up], log_level="info", timeouts={"shutdown_drain": 1}), port)
+    w = wharfd(config=build_config(port, [up], log_level="info", timeouts={"shutdown_drain": 1}), port=port)
 
     text = bytearray()
     events = []

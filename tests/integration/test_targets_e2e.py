@@ -1,4 +1,4 @@
-"""The target registry through wharfd with real upstreams (issue 4):
+"""The target registry through wharfd with real upstreams:
 active health checks take a failing target out of rotation and bring it
 back within their thresholds; a target that dies under load costs at most
 the requests in flight on it; deregistration through the API and through
@@ -7,7 +7,7 @@ completes; targets registered through the API get traffic; fail-open when
 every target is unhealthy, 503 for a group without targets; the target and
 health-check metrics.
 
-Origins are helpers4.HealthServer (threaded, TCP_NODELAY; /health switchable
+Origins are harness.health_server.HealthServer (threaded, TCP_NODELAY; /health switchable
 between 200, 500 and hanging), or the same server in its own process where a
 test kills it. Every wait is a poll with a deadline."""
 
@@ -18,18 +18,14 @@ import time
 
 import pytest
 
-from helpers3 import LoadGen, wharfd3, write_config_atomically  # noqa: F401  (fixture)
-from helpers4 import (  # noqa: F401  (fixtures)
-    HC_FAST,
-    Admin,
-    health_server,
-    metric_value,
-    server_proc,
-    slow_request_on,
-    targets_config,
-    write_token,
-)
-from wharf_proxy_harness import RawClient, _add_diag, free_port, wait_until
+from harness.admin_client import Admin, write_token
+from harness.http_client import RawClient
+from harness.load import LoadGen, slow_request_on
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.prometheus import metric_value
+from harness.reporting import add_diag
+from harness.wharfd import HC_FAST, targets_config, write_config_atomically
 
 INTERVAL = HC_FAST["interval"]
 TIMEOUT = HC_FAST["timeout"]
@@ -48,14 +44,14 @@ PUBLISH_SLACK = 0.3
 # helpers
 
 
-def _start(request, wharfd3, tmp_path, targets, **kw):
+def _start(request, wharfd, tmp_path, targets, **kw):
     """wharfd with the admin block; returns (w, admin, cfg)."""
     port, admin_port = free_port(), free_port()
     token_file, token = write_token(tmp_path)
     cfg = targets_config(port, admin_port, token_file, targets, **kw)
-    w = wharfd3(cfg, port, wait_ports=[admin_port])
+    w = wharfd(config=cfg, port=port, wait_ports=[admin_port])
     admin = Admin(admin_port, token)
-    _add_diag(request, "GET /v1/target-groups at failure", lambda: repr(admin.groups()))
+    add_diag(request, "GET /v1/target-groups at failure", lambda: repr(admin.groups()))
     return w, admin, cfg
 
 
@@ -97,9 +93,9 @@ def _ok_from(load, name, since=0.0):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("mode,reason", [("fail", "status_mismatch"), ("hang", "timeout")])
 def test_failing_health_check_takes_target_out_of_rotation_and_back(
-        request, health_server, wharfd3, tmp_path, record_property, mode, reason):
+        request, health_server, wharfd, tmp_path, record_property, mode, reason):
     a, b, c = health_server("a"), health_server("b"), health_server("c")
-    w, admin, _ = _start(request, wharfd3, tmp_path, [a, b, c], health_check=HC_FAST)
+    w, admin, _ = _start(request, wharfd, tmp_path, [a, b, c], health_check=HC_FAST)
     _wait_all(admin, [a.addr, b.addr, c.addr], "healthy", 5)
 
     load = LoadGen(w.port, threads=3).start()
@@ -164,10 +160,10 @@ def test_failing_health_check_takes_target_out_of_rotation_and_back(
 
 @pytest.mark.timeout(60)
 def test_target_killed_under_load_fails_only_requests_in_flight(
-        request, server_proc, wharfd3, tmp_path, record_property):
+        request, server_proc, wharfd, tmp_path, record_property):
     a, b, c = server_proc("a"), server_proc("b"), server_proc("c")
     alog = tmp_path / "access.log"
-    w, admin, _ = _start(request, wharfd3, tmp_path, [a, b, c], health_check=HC_FAST, access_log=alog)
+    w, admin, _ = _start(request, wharfd, tmp_path, [a, b, c], health_check=HC_FAST, access_log=alog)
     _wait_all(admin, [a.addr, b.addr, c.addr], "healthy", 5)
 
     concurrency = 6
@@ -279,9 +275,9 @@ def _drain_under_load(request, load, admin, gone, others, port, trigger, record_
 
 @pytest.mark.timeout(90)
 def test_deregister_through_api_under_load_drains_without_failures(
-        request, health_server, wharfd3, tmp_path, record_property):
+        request, health_server, wharfd, tmp_path, record_property):
     a, b, c = health_server("a"), health_server("b"), health_server("c")
-    w, admin, _ = _start(request, wharfd3, tmp_path, [a, b, c], health_check=HC_FAST,
+    w, admin, _ = _start(request, wharfd, tmp_path, [a, b, c], health_check=HC_FAST,
                          deregistration_delay=5)
     _wait_all(admin, [a.addr, b.addr, c.addr], "healthy", 5)
     load = LoadGen(w.port, threads=4).start()
@@ -302,9 +298,9 @@ def test_deregister_through_api_under_load_drains_without_failures(
 
 @pytest.mark.timeout(90)
 def test_sighup_removes_and_adds_static_targets_under_load(
-        request, health_server, wharfd3, tmp_path, record_property):
+        request, health_server, wharfd, tmp_path, record_property):
     a, b, c, d = (health_server(n) for n in "abcd")
-    w, admin, cfg = _start(request, wharfd3, tmp_path, [a, b, c], health_check=HC_FAST,
+    w, admin, cfg = _start(request, wharfd, tmp_path, [a, b, c], health_check=HC_FAST,
                            deregistration_delay=5)
     _wait_all(admin, [a.addr, b.addr, c.addr], "healthy", 5)
     load = LoadGen(w.port, threads=4).start()
@@ -350,9 +346,9 @@ def test_sighup_removes_and_adds_static_targets_under_load(
 
 
 @pytest.mark.timeout(60)
-def test_register_through_api_and_its_errors(request, health_server, wharfd3, tmp_path, record_property):
+def test_register_through_api_and_its_errors(request, health_server, wharfd, tmp_path, record_property):
     a, b, n = health_server("a"), health_server("b"), health_server("n")
-    w, admin, _ = _start(request, wharfd3, tmp_path, [a, b], health_check=HC_FAST)
+    w, admin, _ = _start(request, wharfd, tmp_path, [a, b], health_check=HC_FAST)
     _wait_all(admin, [a.addr, b.addr], "healthy", 5)
 
     # 401: without a token, with a wrong one (and nothing happens)
@@ -420,10 +416,10 @@ def test_register_through_api_and_its_errors(request, health_server, wharfd3, tm
 
 @pytest.mark.timeout(60)
 def test_fail_open_when_all_unhealthy_and_503_for_an_empty_group(
-        request, health_server, wharfd3, tmp_path, record_property):
+        request, health_server, wharfd, tmp_path, record_property):
     a, b, c = health_server("a"), health_server("b"), health_server("c")
     empty_port = free_port()
-    w, admin, _ = _start(request, wharfd3, tmp_path, [a, b, c], health_check=HC_FAST,
+    w, admin, _ = _start(request, wharfd, tmp_path, [a, b, c], health_check=HC_FAST,
                          more_groups={"empty": []}, extra_listeners=[(empty_port, "empty")])
     _wait_all(admin, [a.addr, b.addr, c.addr], "healthy", 5)
     s0, _ = admin.metrics()
@@ -516,10 +512,10 @@ def test_fail_open_when_all_unhealthy_and_503_for_an_empty_group(
 
 
 @pytest.mark.timeout(60)
-def test_target_and_health_check_metrics(request, health_server, wharfd3, tmp_path, record_property):
+def test_target_and_health_check_metrics(request, health_server, wharfd, tmp_path, record_property):
     a, b, c = health_server("a"), health_server("b"), health_server("c")
     refused = "127.0.0.1:%d" % free_port()
-    w, admin, _ = _start(request, wharfd3, tmp_path, [a, b, c], health_check=HC_FAST,
+    w, admin, _ = _start(request, wharfd, tmp_path, [a, b, c], health_check=HC_FAST,
                          deregistration_delay=5, more_groups={"other": [a]})
     _wait_all(admin, [a.addr, b.addr, c.addr], "healthy", 5)
     for i in range(30):
@@ -610,16 +606,16 @@ def test_target_and_health_check_metrics(request, health_server, wharfd3, tmp_pa
 
 
 @pytest.mark.timeout(30)
-def test_slow_start_shown_per_target_static_full_share_api_target_ramps(request, health_server, wharfd3,
+def test_slow_start_shown_per_target_static_full_share_api_target_ramps(request, health_server, wharfd,
                                                                          tmp_path):
     a, b, c = health_server(), health_server(), health_server()
     port, admin_port = free_port(), free_port()
     token_file, token = write_token(tmp_path)
     cfg = targets_config(port, admin_port, token_file, [a, b])
     cfg["target_groups"][0]["slow_start"] = 30
-    wharfd3(cfg, port, wait_ports=[admin_port])
+    wharfd(config=cfg, port=port, wait_ports=[admin_port])
     admin = Admin(admin_port, token)
-    _add_diag(request, "GET /v1/target-groups at failure", lambda: repr(admin.groups()))
+    add_diag(request, "GET /v1/target-groups at failure", lambda: repr(admin.groups()))
 
     g = admin.group("web")
     assert g["slow_start"] == 30, g

@@ -1,4 +1,4 @@
-"""Target registry at scale and at the end of a drain (issue 4), through
+"""Target registry at scale and at the end of a drain, through
 wharfd: the control loop's lag (wharfd's own wharf_event_loop_lag_seconds)
 stays under 0.05 s while 1,000 targets are checked every second and a tenth
 of them hang; a WebSocket tunnel to a deregistered target stays up during
@@ -7,15 +7,18 @@ deregistration_delay and is closed at its end."""
 import resource
 import selectors
 import socket
-import struct
 import threading
 import time
 
 import pytest
 
-from helpers3 import demo_server, wharfd3, ws_frame, ws_open, ws_read_frame  # noqa: F401
-from helpers4 import Admin, metric_value, targets_config, write_token
-from wharf_proxy_harness import _add_diag, free_port, wait_until
+from harness.admin_client import Admin, write_token
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.prometheus import metric_value
+from harness.reporting import add_diag
+from harness.websocket import ws_frame, ws_open, ws_read_frame
+from harness.wharfd import targets_config
 
 OP_TEXT = 0x1
 
@@ -108,14 +111,14 @@ def _cpu_seconds(pid):
 
 @pytest.mark.timeout(120)
 def test_lag_under_50ms_while_1000_targets_are_checked_every_second_and_100_hang(
-        request, wharfd3, tmp_path, many_origins, record_property):
+        request, wharfd, tmp_path, many_origins, record_property):
     origins = many_origins(1000, hanging=100)
     port, admin_port = free_port(), free_port()
     token_file, token = write_token(tmp_path)
     cfg = targets_config(port, admin_port, token_file, origins.addrs, workers=1,
                          health_check={"path": "/health", "interval": 1, "timeout": 0.5,
                                        "healthy_threshold": 2, "unhealthy_threshold": 2})
-    w = wharfd3(cfg, port, wait_ports=[admin_port])
+    w = wharfd(config=cfg, port=port, wait_ports=[admin_port])
     admin = Admin(admin_port, token)
 
     def states():
@@ -151,15 +154,15 @@ def test_lag_under_50ms_while_1000_targets_are_checked_every_second_and_100_hang
 
 @pytest.mark.timeout(60)
 def test_tunnel_to_deregistered_target_stays_during_delay_and_closes_at_its_end(
-        request, wharfd3, tmp_path, demo_server):
+        request, wharfd, tmp_path, demo_server):
     app = demo_server()
     port, admin_port = free_port(), free_port()
     token_file, token = write_token(tmp_path)
     delay = 3
     cfg = targets_config(port, admin_port, token_file, [app.addr], deregistration_delay=delay)
-    w = wharfd3(cfg, port, wait_ports=[admin_port])
+    w = wharfd(config=cfg, port=port, wait_ports=[admin_port])
     admin = Admin(admin_port, token)
-    _add_diag(request, "targets at failure", lambda: repr(admin.groups()))
+    add_diag(request, "targets at failure", lambda: repr(admin.groups()))
 
     c, resp, _ = ws_open(w.port, "/ws")
     assert resp.status == 101, resp

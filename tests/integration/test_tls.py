@@ -28,9 +28,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers3 import demo_server, named_handler, raw_upstream, wharfd3, write_config_atomically  # noqa: F401  (fixtures)
-from helpers3 import ws_accept, ws_frame, ws_key, ws_read_frame, ws_upgrade_headers
-from helpers_tls import (
+from harness.http_client import RawClient
+from harness.http_message import excerpt
+from harness.loopback_server import LOOPBACK
+from harness.polling import wait_until
+from harness.ports import free_port
+from harness.tls import (
     TlsClient,
     TlsLoad,
     client_context,
@@ -44,7 +47,9 @@ from helpers_tls import (
     replace_file_atomically,
     tls_config_text,
 )
-from wharf_proxy_harness import LOOPBACK, RawClient, Response, excerpt, free_port, wait_until
+from harness.upstreams import Response, named_handler
+from harness.websocket import ws_accept, ws_frame, ws_key, ws_read_frame, ws_upgrade_headers
+from harness.wharfd import write_config_atomically
 
 TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
 
@@ -85,13 +90,13 @@ def _https_get(port, target, sni="a.test", ctx=None, **kw):
 
 
 @pytest.mark.timeout(30)
-def test_sni_selects_certificate_by_san_and_first_is_default(upstream, wharfd3, certs):
+def test_sni_selects_certificate_by_san_and_first_is_default(upstream, wharfd, certs):
     up = upstream(name="web")
     port = free_port()
     # C: several SANs, one of them written in capitals
     cert_c = make_cert(certs.dir, "c", ["c.test", "*.d.test", "Mixed.Case.Test"])
     text, _ = tls_config_text([https_listener("https", port, [certs.A, certs.B, cert_c])], [up])
-    w = wharfd3(text, port)
+    w = wharfd(config=text, port=port)
     a, b, c_der = certs.A.der(), certs.B.der(), cert_c.der()
     name = _namer(A=a, B=b, C=c_der)
     cases = [
@@ -134,12 +139,12 @@ def test_sni_selects_certificate_by_san_and_first_is_default(upstream, wharfd3, 
 
 
 @pytest.mark.timeout(30)
-def test_tls12_and_tls13_negotiated_and_tls13_policy_refuses_tls12(upstream, wharfd3, certs):
+def test_tls12_and_tls13_negotiated_and_tls13_policy_refuses_tls12(upstream, wharfd, certs):
     up = upstream(name="web")
     port, strict = free_port(), free_port()
     text, _ = tls_config_text([https_listener("https", port, [certs.A]),
                                https_listener("strict", strict, [certs.A], policy="tls13")], [up])
-    w = wharfd3(text, port, wait_ports=[strict])
+    w = wharfd(config=text, port=port, wait_ports=[strict])
 
     def get(p, ctx, target):
         with TlsClient(p, ctx=ctx, server_hostname="a.test") as c:
@@ -185,11 +190,11 @@ def test_tls12_and_tls13_negotiated_and_tls13_policy_refuses_tls12(upstream, wha
 
 
 @pytest.mark.timeout(30)
-def test_https_request_forwarded_proto_alpn_and_keepalive(upstream, wharfd3, certs):
+def test_https_request_forwarded_proto_alpn_and_keepalive(upstream, wharfd, certs):
     up = upstream(name="web")
     port = free_port()
     text, _ = tls_config_text([https_listener("https", port, [certs.A, certs.B])], [up])
-    w = wharfd3(text, port)
+    w = wharfd(config=text, port=port)
 
     # curl verifies the chain against A.pem and the name a.test
     res = subprocess.run(["curl", "-sS", "-v", "--max-time", "10", "--resolve", "a.test:%d:%s" % (port, LOOPBACK),
@@ -231,7 +236,7 @@ def test_https_request_forwarded_proto_alpn_and_keepalive(upstream, wharfd3, cer
 
 
 @pytest.mark.timeout(30)
-def test_large_bodies_both_ways_over_tls(upstream, wharfd3, certs):
+def test_large_bodies_both_ways_over_tls(upstream, wharfd, certs):
     """Megabytes through the TLS side in both directions, with a client that
     is slow to start reading (so wharfd's TLS writes cannot all complete at
     once), on one keep-alive connection."""
@@ -246,7 +251,7 @@ def test_large_bodies_both_ways_over_tls(upstream, wharfd3, certs):
     up = upstream(handler, name="web")
     port = free_port()
     text, _ = tls_config_text([https_listener("https", port, [certs.A])], [up])
-    w = wharfd3(text, port)
+    w = wharfd(config=text, port=port)
     with TlsClient(port, server_hostname="a.test", timeout=15) as c:
         for i in range(2):
             c.send(RawClient.build_request("GET", "/big", host="a.test"))
@@ -266,12 +271,12 @@ def test_large_bodies_both_ways_over_tls(upstream, wharfd3, certs):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
-def test_session_resumption(upstream, wharfd3, certs, version):
+def test_session_resumption(upstream, wharfd, certs, version):
     up = upstream(name="web")
     port = free_port()
     # two workers: a resumed session must not depend on which thread accepts
     text, _ = tls_config_text([https_listener("https", port, [certs.A])], [up], workers=2)
-    wharfd3(text, port)
+    wharfd(config=text, port=port)
     v = TLS12 if version == "TLSv1.2" else TLS13
     ctx = client_context(min_version=v, max_version=v)
     with TlsClient(port, ctx=ctx, server_hostname="a.test") as c:
@@ -294,7 +299,7 @@ def test_session_resumption(upstream, wharfd3, certs, version):
 
 
 @pytest.mark.timeout(90)
-def test_sighup_rotates_certificate_under_load_with_zero_failed_requests(raw_upstream, wharfd3, certs, tmp_path,
+def test_sighup_rotates_certificate_under_load_with_zero_failed_requests(raw_upstream, wharfd, certs, tmp_path,
                                                                          record_property):
     up = raw_upstream(named_handler("web"), "web")
     port = free_port()
@@ -306,7 +311,7 @@ def test_sighup_rotates_certificate_under_load_with_zero_failed_requests(raw_ups
     name = _namer(old=old, new=new)
     per_phase = 2000
 
-    w = wharfd3(text, port)
+    w = wharfd(config=text, port=port)
     probe_failures = []
     load = TlsLoad(port, keepalive=4, fresh=2).start()
     try:
@@ -386,7 +391,7 @@ def _check(wharf_binary, path):
 
 
 @pytest.mark.timeout(60)
-def test_bad_certificate_on_reload_keeps_old_one_and_check_mode_names_file_line(upstream, wharfd3, wharf_binary,
+def test_bad_certificate_on_reload_keeps_old_one_and_check_mode_names_file_line(upstream, wharfd, wharf_binary,
                                                                                 certs, tmp_path):
     up = upstream(name="web")
     port = free_port()
@@ -397,7 +402,7 @@ def test_bad_certificate_on_reload_keeps_old_one_and_check_mode_names_file_line(
     a, b = certs.A.der(), certs.B.der()
     name = _namer(A=a, B=b)
 
-    w = wharfd3(good, port)
+    w = wharfd(config=good, port=port)
     fname = w.config_path.name
     load = TlsLoad(port, keepalive=2, fresh=1)
     load.start()
@@ -491,14 +496,14 @@ def _wait_closed(sock, deadline):
 
 
 @pytest.mark.timeout(40)
-def test_bad_tls_input_closes_only_that_connection(upstream, wharfd3, certs):
+def test_bad_tls_input_closes_only_that_connection(upstream, wharfd, certs):
     up = upstream(name="web")
     port = free_port()
     handshake_timeout = 1.0
     slack = 3.0
     text, _ = tls_config_text([https_listener("https", port, [certs.A])], [up], workers=1,
                               timeouts={"tls_handshake": handshake_timeout})
-    w = wharfd3(text, port)
+    w = wharfd(config=text, port=port)
 
     # a healthy keep-alive connection that must live through everything below
     keeper = TlsClient(port, server_hostname="a.test")
@@ -587,13 +592,13 @@ def test_bad_tls_input_closes_only_that_connection(upstream, wharfd3, certs):
 
 
 @pytest.mark.timeout(30)
-def test_http_listener_redirects_to_https(upstream, wharfd3, certs):
+def test_http_listener_redirects_to_https(upstream, wharfd, certs):
     up = upstream(name="web")
     port, http_port = free_port(), free_port()
     redirect = '{ redirect = { status = 301; location = "https://#{host}/#{path}?#{query}"; }; }'
     text, _ = tls_config_text([https_listener("https", port, [certs.A]),
                                http_listener("http", http_port, default_action=redirect)], [up])
-    w = wharfd3(text, port, wait_ports=[http_port])
+    w = wharfd(config=text, port=port, wait_ports=[http_port])
     cases = [
         ("/a/b?x=1&y=2", "https://shop.test/a/b?x=1&y=2"),
         ("/a/b", "https://shop.test/a/b"),            # no query: no '?'
@@ -624,14 +629,14 @@ def test_http_listener_redirects_to_https(upstream, wharfd3, certs):
 
 
 @pytest.mark.timeout(30)
-def test_websocket_tunnel_over_tls_both_ways(demo_server, wharfd3, certs):
+def test_websocket_tunnel_over_tls_both_ways(demo_server, wharfd, certs):
     """A wss:// tunnel: frames small and large (many TLS records, past what
     wharfd writes to the TLS session in one go) echo back intact."""
 
     app = demo_server()
     port = free_port()
     text, _ = tls_config_text([https_listener("https", port, [certs.A])], [app.addr], workers=1)
-    wharfd3(text, port)
+    wharfd(config=text, port=port)
     with TlsClient(port, server_hostname="a.test") as c:
         key = ws_key()
         c.send(RawClient.build_request("GET", "/ws", host="a.test", headers=ws_upgrade_headers(key)))
@@ -661,7 +666,7 @@ def _metric(admin_port, name):
 
 
 @pytest.mark.timeout(30)
-def test_tls_handshake_results_counted_in_metrics(upstream, wharfd3, certs, tmp_path):
+def test_tls_handshake_results_counted_in_metrics(upstream, wharfd, certs, tmp_path):
     up = upstream(name="web")
     port, admin_port = free_port(), free_port()
     text, _ = tls_config_text([https_listener("https", port, [certs.A])], [up], workers=1,
@@ -670,7 +675,7 @@ def test_tls_handshake_results_counted_in_metrics(upstream, wharfd3, certs, tmp_
     token.write_text("t0ken\n")
     text += 'admin = { bind = "%s:%d"; token_file = "%s"; metrics_public = true; };\n' % (
         LOOPBACK, admin_port, token)
-    wharfd3(text, port, wait_ports=(admin_port,))
+    wharfd(config=text, port=port, wait_ports=(admin_port,))
     for i in range(3):
         assert _https_get(port, "/ok/%d" % i).status == 200
     # The harness's readiness probes connected and closed without a

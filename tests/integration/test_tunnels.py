@@ -9,16 +9,8 @@ import time
 
 import pytest
 
-from helpers3 import (  # noqa: F401  (fixtures)
-    demo_server,
-    ws_accept,
-    ws_frame,
-    ws_open,
-    ws_read_frame,
-    ws_upgrade_headers,
-    ws_key,
-)
-from wharf_proxy_harness import Response
+from harness.upstreams import Response
+from harness.websocket import ws_accept, ws_frame, ws_key, ws_open, ws_read_frame, ws_upgrade_headers
 
 pytestmark = pytest.mark.timeout(30)
 

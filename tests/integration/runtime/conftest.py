@@ -1,9 +1,9 @@
-"""Fixtures for tests against real Docker engines (tests/fleet/fleet.sh).
+"""Fixtures for tests against real Docker engines (tests/fleet/fleet.sh);
+the Fleet, Host and Container they give are in harness/fleet.py.
 
 Fixtures
-  demo_app      session: path (str) of the static demo app binary,
-                $DEMO_APP, else $WHARF_BUILD_DIR/tests/app/demo-app (default
-                build dir build/plain of this checkout; `make tests/app/demo-app`).
+  demo_app      session: path (str) of the static demo app binary
+                (harness/demo_app.py, through tests/integration/conftest.py).
   fleet         session: a Fleet of 3 engines ("EC2 hosts" h1, h2, h3), each
                 in its own network namespace, TCP + mutual TLS on ADDR:2376
                 and a unix socket, images wharf-demo:v1/v2/bad/hc imported.
@@ -11,209 +11,16 @@ Fixtures
                 namespace on a unix socket only; published ports are reached
                 at 127.0.0.1:PORT.
 
-Fleet (see the class below): .dir, .run_id, .hosts_conf (path of a libconfig
-`hosts = (...)` block for wharfd), .tls (dict ca/cert/key and
-rogue_ca/rogue_cert/rogue_key: a client certificate from another CA),
-.hosts (list of Host), .host("h2"), .data (fleet.json as a dict),
-.up_seconds, and helpers: .docker(host_id, *args) runs /usr/bin/docker on
-that engine (TLS for fleet hosts, unix socket for the local engine),
-.run_demo(host_id, image, env=None, ...) -> Container, .restart(id),
-.stop(id), .start(id), .freeze(id), .thaw(id).
-
-Host: .id .addr .gateway .docker (tcp://ADDR:2376 or unix://...) .unix
-(socket path) .netns .netns_path .pid (dockerd) .containerd_pid .az .tls
-(dict ca/cert/key/server_cert/server_key) .cgroup_parent .log.
-
 Each fleet is torn down with `fleet.sh down` when the session ends, also on
-failure; the pytest process is the fleet's owner, so if pytest is killed
-the next `fleet.sh up` (or `fleet.sh sweep`) removes what it left.
+failure.
 """
 
-import json
 import os
 import signal
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-FLEET_SH = REPO / "tests" / "fleet" / "fleet.sh"
-DOCKER = "/usr/bin/docker"
-BUILD_DIR = Path(os.environ.get("WHARF_BUILD_DIR", str(REPO / "build" / "plain"))).resolve()
-
-
-def _clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    return env
-
-
-def fleet_sh(*args, timeout=180, check=True):
-    """Run tests/fleet/fleet.sh; returns CompletedProcess (text)."""
-    p = subprocess.run([str(FLEET_SH), *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, env=_clean_env())
-    if check and p.returncode != 0:
-        raise RuntimeError("fleet.sh %s failed (%d):\n%s%s" % (
-            " ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
-    return p
-
-
-@dataclass
-class Host:
-    id: str
-    addr: str
-    gateway: str
-    docker: str
-    unix: str
-    netns: str
-    netns_path: str
-    pid: int
-    containerd_pid: int
-    az: str
-    tls: dict
-    cgroup_parent: str
-    log: str
-    raw: dict = field(repr=False, default_factory=dict)
-
-    def docker_args(self, unix=False):
-        """Global /usr/bin/docker arguments that reach this engine."""
-        if unix or not self.tls:
-            return ["-H", "unix://" + self.unix]
-        return ["-H", self.docker, "--tlsverify", "--tlscacert", self.tls["ca"],
-                "--tlscert", self.tls["cert"], "--tlskey", self.tls["key"]]
-
-
-@dataclass
-class Container:
-    fleet: "Fleet"
-    host: Host
-    id: str
-    port: int  # published IPv4 host port of 8080/tcp
-
-    @property
-    def url(self):
-        return "http://%s:%d" % (self.host.addr, self.port)
-
-    def get(self, path="/", timeout=5):
-        """(status, body bytes) of GET url+path; HTTP errors are returned, not raised."""
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def inspect(self):
-        return json.loads(self.fleet.docker(self.host.id, "inspect", self.id).stdout)[0]
-
-    def remove(self):
-        self.fleet.docker(self.host.id, "rm", "-f", self.id, check=False)
-
-
-class Fleet:
-    def __init__(self, directory, up_seconds):
-        self.dir = Path(directory)
-        self.up_seconds = up_seconds
-        self.reload()
-
-    def reload(self):
-        self.data = json.loads((self.dir / "fleet.json").read_text())
-        self.run_id = self.data["run_id"]
-        self.kind = self.data["kind"]
-        self.hosts_conf = self.data["hosts_conf"]
-        self.tls = self.data["tls"]
-        self.images = self.data["images"]
-        self.hosts = []
-        for h in self.data["hosts"]:
-            self.hosts.append(Host(
-                id=h["id"], addr=h["addr"], gateway=h["gateway"], docker=h["docker"],
-                unix=h["unix"], netns=h["netns"], netns_path=h["netns_path"], pid=h["pid"],
-                containerd_pid=h["containerd_pid"], az=h["az"], tls=h.get("tls"),
-                cgroup_parent=h["cgroup_parent"], log=h["log"], raw=h))
-
-    def host(self, host_id):
-        for h in self.hosts:
-            if h.id == host_id:
-                return h
-        raise KeyError(host_id)
-
-    def docker(self, host_id, *args, check=True, timeout=60, unix=False, input=None):
-        """Run /usr/bin/docker on that engine; CompletedProcess (text)."""
-        h = self.host(host_id)
-        p = subprocess.run([DOCKER, *h.docker_args(unix=unix), *map(str, args)],
-                           capture_output=True, text=True, timeout=timeout, env=_clean_env(),
-                           input=input)
-        if check and p.returncode != 0:
-            raise RuntimeError("docker %s on %s failed (%d): %s" % (
-                " ".join(map(str, args)), host_id, p.returncode, p.stderr.strip()))
-        return p
-
-    def run_demo(self, host_id, image="wharf-demo:v1", env=None, labels=None, name=None,
-                 extra=(), wait=True, timeout=10):
-        """docker run -d -p 0.0.0.0::8080 IMAGE on host_id; returns a Container
-        whose .port is the IPv4 published port (read back from inspect).
-        wait: until GET / answers."""
-        args = ["run", "-d", "-p", "0.0.0.0::8080"]
-        for k, v in (env or {}).items():
-            args += ["-e", "%s=%s" % (k, v)]
-        for k, v in (labels or {}).items():
-            args += ["--label", "%s=%s" % (k, v)]
-        if name:
-            args += ["--name", name]
-        args += [*extra, image]
-        cid = self.docker(host_id, *args).stdout.strip()
-        c = Container(self, self.host(host_id), cid, 0)
-        ports = c.inspect()["NetworkSettings"]["Ports"]["8080/tcp"]
-        c.port = int(next(b["HostPort"] for b in ports if b["HostIp"] == "0.0.0.0"))
-        if wait:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    c.get("/", timeout=1)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        return c
-
-    def _engine(self, what, host_id, timeout=60):
-        fleet_sh(what, self.dir, host_id, timeout=timeout)
-        self.reload()
-
-    def restart(self, host_id):
-        self._engine("restart", host_id)
-
-    def stop(self, host_id):
-        self._engine("stop", host_id)
-
-    def start(self, host_id):
-        self._engine("start", host_id)
-
-    def freeze(self, host_id):
-        self._engine("freeze", host_id)
-
-    def thaw(self, host_id):
-        self._engine("thaw", host_id)
-
-    def down(self):
-        fleet_sh("down", self.dir, timeout=120, check=False)
-
-
-def _start(kind_args, demo_app, tmp_root):
-    d = tempfile.mkdtemp(prefix="fleet-", dir=tmp_root)
-    t0 = time.monotonic()
-    try:
-        fleet_sh(*kind_args(d), "--app", demo_app, "--owner", os.getpid(), timeout=240)
-        return Fleet(d, time.monotonic() - t0)
-    except BaseException:
-        # fleet.sh tears down after its own failures, not after being killed
-        fleet_sh("down", d, timeout=120, check=False)
-        raise
+from harness.fleet import start_fleet
 
 
 @pytest.fixture(scope="session")
@@ -227,16 +34,6 @@ def _term_as_interrupt():
 
 
 @pytest.fixture(scope="session")
-def demo_app():
-    env = os.environ.get("DEMO_APP")
-    path = Path(env) if env else BUILD_DIR / "tests" / "app" / "demo-app"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail("demo app not found at %s: run `make tests/app/demo-app` in the build "
-                    "directory, or point WHARF_BUILD_DIR (or DEMO_APP) at it" % path, pytrace=False)
-    return str(path)
-
-
-@pytest.fixture(scope="session")
 def _fleet_tmp(tmp_path_factory):
     return str(tmp_path_factory.mktemp("fleets"))
 
@@ -247,7 +44,7 @@ def fleet(demo_app, _fleet_tmp, _term_as_interrupt):
         pytest.skip("the fleet needs root (network namespaces, dockerd)")
     f = None
     try:
-        f = _start(lambda d: ("up", 3, d), demo_app, _fleet_tmp)
+        f = start_fleet(lambda d: ("up", 3, d), demo_app, _fleet_tmp)
         yield f
     finally:
         if f is not None:
@@ -260,7 +57,7 @@ def local_engine(demo_app, _fleet_tmp, _term_as_interrupt):
         pytest.skip("the local engine needs root (dockerd)")
     f = None
     try:
-        f = _start(lambda d: ("local", d), demo_app, _fleet_tmp)
+        f = start_fleet(lambda d: ("local", d), demo_app, _fleet_tmp)
         yield f
     finally:
         if f is not None:

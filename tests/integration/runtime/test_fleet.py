@@ -3,8 +3,6 @@ the demo images run, and their published ports are reachable from the root
 namespace. Session fixtures (conftest.py) start the engines; their start-up
 is counted in the first test's timeout, hence the generous marks."""
 
-import base64
-import hashlib
 import http.server
 import json
 import os
@@ -17,6 +15,10 @@ import urllib.request
 
 import pytest
 
+from harness.polling import wait_until
+from harness.processes import requests_awaiting_answer
+from harness.websocket import ws_accept, ws_frame, ws_key
+
 
 def curl(url, *args, timeout=5):
     return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args, url],
@@ -28,17 +30,6 @@ def tls_args(ca, cert=None, key=None):
     if cert:
         a += ["--cert", cert, "--key", key]
     return a
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.1)
 
 
 @pytest.mark.timeout(240)
@@ -138,15 +129,15 @@ def test_health_fail_and_recover_and_docker_healthcheck(fleet):
     try:
         def health():
             return (c.inspect()["State"].get("Health") or {}).get("Status")
-        wait_for(lambda: health() == "healthy", 15, "Docker health 'healthy'")
+        wait_until(lambda: health() == "healthy", 15, "Docker health not 'healthy' within 15 s", interval=0.1)
         req = urllib.request.Request(c.url + "/fail", data=b"", method="POST")
         urllib.request.urlopen(req, timeout=5).close()
         assert c.get("/health")[0] == 500
-        wait_for(lambda: health() == "unhealthy", 15, "Docker health 'unhealthy'")
+        wait_until(lambda: health() == "unhealthy", 15, "Docker health not 'unhealthy' within 15 s", interval=0.1)
         req = urllib.request.Request(c.url + "/recover", data=b"", method="POST")
         urllib.request.urlopen(req, timeout=5).close()
         assert c.get("/health")[0] == 200
-        wait_for(lambda: health() == "healthy", 15, "Docker health 'healthy' again")
+        wait_until(lambda: health() == "healthy", 15, "Docker health not 'healthy' again within 15 s", interval=0.1)
     finally:
         c.remove()
 
@@ -162,7 +153,11 @@ def test_sigterm_finishes_in_flight_request_and_exits_0(fleet):
 
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.4)
+        # in flight: the app (in the container's network namespace) has read
+        # the request and not answered it
+        pid = c.pid()
+        wait_until(lambda: requests_awaiting_answer(8080, netns_of_pid=pid), 5,
+                   "the /slow request never reached the demo app in container %s" % c.id[:12])
         t0 = time.monotonic()
         fleet.docker("h2", "stop", "-t", "20", c.id)
         took = time.monotonic() - t0
@@ -176,19 +171,6 @@ def test_sigterm_finishes_in_flight_request_and_exits_0(fleet):
             socket.create_connection((c.host.addr, c.port), timeout=2).close()
     finally:
         c.remove()
-
-
-def _ws_frame(opcode, payload, fin=True):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def _ws_read(f):
@@ -214,7 +196,7 @@ def test_demo_echo_websocket_and_sse_through_published_port(fleet):
             assert r.headers["Content-Type"] == "text/event-stream"
             assert r.read() == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
 
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = ws_key()
         s = socket.create_connection((c.host.addr, c.port), timeout=5)
         s.sendall(("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
@@ -223,17 +205,15 @@ def test_demo_echo_websocket_and_sse_through_published_port(fleet):
         while not head.endswith(b"\r\n\r\n"):
             head += f.read(1)
         assert head.startswith(b"HTTP/1.1 101 ")
-        accept = base64.b64encode(hashlib.sha1(
-            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
-        assert ("Sec-WebSocket-Accept: %s\r\n" % accept).encode() in head
-        s.sendall(_ws_frame(0x1, b"hello"))
+        assert ("Sec-WebSocket-Accept: %s\r\n" % ws_accept(key)).encode() in head
+        s.sendall(ws_frame(0x1, b"hello"))
         assert _ws_read(f) == (0x1, b"hello")
         big = os.urandom(70000)
-        s.sendall(_ws_frame(0x2, big))
+        s.sendall(ws_frame(0x2, big))
         assert _ws_read(f) == (0x2, big)
-        s.sendall(_ws_frame(0x9, b"p"))
+        s.sendall(ws_frame(0x9, b"p"))
         assert _ws_read(f) == (0xA, b"p")
-        s.sendall(_ws_frame(0x8, struct.pack("!H", 1000)))
+        s.sendall(ws_frame(0x8, struct.pack("!H", 1000)))
         assert _ws_read(f) == (0x8, struct.pack("!H", 1000))
         assert f.read(1) == b""
         s.close()

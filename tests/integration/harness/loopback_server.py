@@ -1,7 +1,7 @@
 """A listening socket on 127.0.0.1 with a thread accepting on it: the part
-the tests' origin servers share (conftest.Upstream, helpers3.RawUpstream,
-helpers4.HealthServer). Standard library only: helpers4 also runs as its
-own process."""
+the tests' origin servers share (upstreams.Upstream, upstreams.RawUpstream,
+health_server.HealthServer). Standard library only: health_server also
+runs as its own process."""
 
 import socket
 import threading

@@ -1,6 +1,5 @@
-"""Helpers for the HTTPS listener tests (test_tls.py).
-
-Builds on conftest.py (imported as `wharf_proxy_harness`) and adds:
+"""HTTPS listeners under test: certificates, TLS clients, configs with
+https listeners, TLS load.
 
   make_cert(dir, stem, names)   a self-signed EC P-256 certificate (openssl
                                 CLI) with subjectAltName DNS:names -> Cert
@@ -29,8 +28,9 @@ import threading
 import time
 from pathlib import Path
 
-from helpers3 import LoadGen
-from wharf_proxy_harness import DEFAULT_IO_TIMEOUT, LOOPBACK, RawClient
+from .http_client import DEFAULT_IO_TIMEOUT, RawClient
+from .load import LoadGen
+from .loopback_server import LOOPBACK
 
 
 # --------------------------------------------------------------------------
