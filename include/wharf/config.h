@@ -171,13 +171,31 @@ struct wh_cfg_kv {
 
 struct wh_cfg_host {
     char id[WH_NAME_MAX];
-    char *docker;  /* unix:///path or tcp://addr:port */
-    char *address; /* where published ports are reached; NULL = from docker URL */
+    char *docker;     /* unix:///path or tcp://host:port */
+    char *address;    /* where published ports are reached, as written; NULL = absent
+                       * (required for unix:// hosts) */
+    char *address_ip; /* the numeric form ("10.0.1.5", "fd00::1") of address, or when it
+                       * is absent of the tcp:// URL's host; names resolved at load */
     int max_concurrent_calls;
     double call_timeout;
+    double ping_interval;              /* 0.5..60, default 2 */
+    int unreachable_after;             /* consecutive missed pings, 1..20, default 3 */
+    int draining;                      /* no new tasks; running ones move elsewhere */
     char *tls_ca, *tls_cert, *tls_key; /* NULL unless a tls block */
     struct wh_cfg_kv *attributes;
     size_t n_attributes;
+    int line;
+};
+
+/* Credentials for image pulls, matched by the image's registry. Either
+ * username and password (from password_file) or ecr. */
+struct wh_cfg_registry {
+    char *server;        /* "registry.example.com:5000": HOST or HOST:PORT as images name it */
+    char *username;      /* NULL with ecr */
+    char *password_file; /* as written; NULL with ecr */
+    char *password;      /* its first line, trimmed, read at load; a secret: never in a
+                          * message; wiped by wh_config_free */
+    int ecr;             /* 1: a token from ECR (the EC2 issue) */
     int line;
 };
 
@@ -191,29 +209,67 @@ struct wh_cfg_placement_constraint {
     char *expression; /* memberOf only */
 };
 
+enum wh_pull_policy { WH_PULL_MISSING, WH_PULL_ALWAYS, WH_PULL_NEVER };
+
 struct wh_cfg_service {
     char name[WH_NAME_MAX];
-    char *target_group;
+    char *target_group; /* NULL = none; else names a group of the file */
     int desired_count;
+    /* task */
     char *image;
-    int container_port;
+    int container_port; /* 1..65535; 0 = none (required with a target_group) */
     char **command;
     size_t n_command;
     struct wh_cfg_kv *env;
     size_t n_env;
     int cpu;
     int memory;
+    enum wh_pull_policy pull_policy; /* default WH_PULL_MISSING */
+    char *log_driver;                /* task.log.driver; NULL = the engine's default */
+    struct wh_cfg_kv *log_options;   /* task.log.options, passed to Docker as written */
+    size_t n_log_options;
     double stop_timeout;
+    /* deployment */
     int minimum_healthy_percent;
     int maximum_percent;
+    double progress_timeout; /* 30..86400, default 600 */
     int circuit_breaker_enable;
     int circuit_breaker_rollback;
+    /* placement */
     struct wh_cfg_placement_strategy *strategies;
     size_t n_strategies;
     struct wh_cfg_placement_constraint *constraints;
     size_t n_constraints;
     double health_check_grace_period;
     int line;
+};
+
+/* The reconcile loop's timing (seconds). */
+struct wh_cfg_controller {
+    double reconcile_interval; /* 1..600, default 10 */
+    double lost_task_grace;    /* 0..3600, default 30 */
+    double start_backoff_max;  /* 1..3600, default 900 */
+};
+
+/* discovery.ec2: hosts found by tags, added to `hosts`. */
+struct wh_cfg_ec2_filter {
+    char *name; /* "tag:wharf-cluster", "instance-state-name", ... */
+    char **values;
+    size_t n_values;
+};
+
+enum wh_ec2_address { WH_EC2_PRIVATE_IP, WH_EC2_PUBLIC_IP };
+
+struct wh_cfg_discovery {
+    int enabled;  /* 0 when there is no discovery.ec2 block */
+    char *region; /* required: "us-east-1" */
+    struct wh_cfg_ec2_filter *filters;
+    size_t n_filters;
+    double interval;                   /* 5..3600, default 30 */
+    int docker_port;                   /* 1..65535, default 2376 */
+    enum wh_ec2_address address;       /* default private_ip */
+    char *tls_ca, *tls_cert, *tls_key; /* NULL unless a tls block */
+    char *endpoint;                    /* NULL = the region's; http:// or https:// */
 };
 
 struct wh_cfg_admin {
@@ -241,43 +297,56 @@ struct wh_config {
     size_t n_listeners;
     struct wh_cfg_target_group *target_groups;
     size_t n_target_groups;
+    char *cluster; /* label wharf.cluster, default "default": 1..64 of [A-Za-z0-9._-] */
+    struct wh_cfg_controller controller;
     struct wh_cfg_host *hosts;
     size_t n_hosts;
+    struct wh_cfg_registry *registries;
+    size_t n_registries;
     struct wh_cfg_service *services;
     size_t n_services;
+    struct wh_cfg_discovery discovery;
     struct wh_cfg_admin admin;
     struct wh_cfg_state state;
-    int has_hosts, has_services, has_admin, has_state; /* blocks present */
+    /* blocks present */
+    int has_hosts, has_services, has_admin, has_state;
+    int has_cluster, has_controller, has_registries, has_discovery;
 };
 
 /* ---- staging: which features this build implements ----
  *
- * A documented top-level block whose feature is off (hosts, services, admin,
- * state) is still validated, then reported with one warning and left out of
- * the result (has_* = 0, defaults). A documented key inside a built block
- * whose feature is off is an error, except a scalar set to its default or
- * "off" value (protocol = "http", algorithm = "round_robin", slow_start = 0,
- * weight = 1, one forward group). The list lives in one table in
- * src/config/config_stage.c; building a feature means adding its flag to
- * WH_FEATURES_BUILT. */
-#define WH_FEATURE_TLS (1u << 0)         /* https: certificates, tls_policy, tls_handshake */
-#define WH_FEATURE_RULES (1u << 1)       /* rules; redirect, fixed_response, weighted forward */
-#define WH_FEATURE_HEALTH (1u << 2)      /* target_groups.health_check */
-#define WH_FEATURE_ADMIN (1u << 3)       /* admin block */
-#define WH_FEATURE_FLEET (1u << 4)       /* hosts block */
-#define WH_FEATURE_SERVICES (1u << 5)    /* services block */
-#define WH_FEATURE_STORE (1u << 6)       /* state block */
-#define WH_FEATURE_ACCESS_LOG (1u << 7)  /* log.access_log */
-#define WH_FEATURE_ALGORITHMS (1u << 8)  /* least_outstanding_requests, weighted_random, weights */
-#define WH_FEATURE_STICKINESS (1u << 9)  /* stickiness blocks and keys, stickiness_secret */
-#define WH_FEATURE_SLOW_START (1u << 10) /* slow_start > 0 */
-#define WH_FEATURE_PASSIVE (1u << 11)    /* target_groups.passive */
-#define WH_FEATURES_ALL ((1u << 12) - 1)
+ * A documented top-level block whose feature is off (cluster, controller,
+ * hosts, registries, services, discovery, admin, state) is still validated,
+ * then reported with one warning and left out of the result (has_* = 0,
+ * defaults). A documented key inside a built block whose feature is off is
+ * an error, except a scalar set to its default or "off" value (protocol =
+ * "http", algorithm = "round_robin", slow_start = 0, weight = 1, one
+ * forward group). A few keys are accepted and kept with one warning instead
+ * (the first place they are set, counting the others): a deployment's
+ * progress_timeout and circuit_breaker (enable = true), a registry's
+ * ecr = true. A key inside a dropped block is not reported again. The list
+ * lives in one table in src/config/config_stage.c; building a feature means
+ * adding its flag to WH_FEATURES_BUILT. */
+#define WH_FEATURE_TLS (1u << 0)          /* https: certificates, tls_policy, tls_handshake */
+#define WH_FEATURE_RULES (1u << 1)        /* rules; redirect, fixed_response, weighted forward */
+#define WH_FEATURE_HEALTH (1u << 2)       /* target_groups.health_check */
+#define WH_FEATURE_ADMIN (1u << 3)        /* admin block */
+#define WH_FEATURE_FLEET (1u << 4)        /* hosts and registries blocks */
+#define WH_FEATURE_SERVICES (1u << 5)     /* services, cluster and controller blocks */
+#define WH_FEATURE_STORE (1u << 6)        /* state block */
+#define WH_FEATURE_ACCESS_LOG (1u << 7)   /* log.access_log */
+#define WH_FEATURE_ALGORITHMS (1u << 8)   /* least_outstanding_requests, weighted_random, weights */
+#define WH_FEATURE_STICKINESS (1u << 9)   /* stickiness blocks and keys, stickiness_secret */
+#define WH_FEATURE_SLOW_START (1u << 10)  /* slow_start > 0 */
+#define WH_FEATURE_PASSIVE (1u << 11)     /* target_groups.passive */
+#define WH_FEATURE_DEPLOYMENTS (1u << 12) /* deployment.progress_timeout, circuit_breaker */
+#define WH_FEATURE_EC2 (1u << 13)         /* discovery block, registries' ecr */
+#define WH_FEATURES_ALL ((1u << 14) - 1)
 
 /* What wh_config_load accepts: the proxy and its ALB features (listeners
  * with rules and TLS, target groups with health checks, algorithms,
  * stickiness and slow start), the access log and the admin API; not the
- * fleet, the services nor the store. */
+ * fleet, the services, deployments, EC2 nor the store. */
 #define WH_FEATURES_BUILT                                                                          \
     (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN | WH_FEATURE_HEALTH | WH_FEATURE_PASSIVE |           \
      WH_FEATURE_TLS | WH_FEATURE_RULES | WH_FEATURE_ALGORITHMS | WH_FEATURE_STICKINESS |           \

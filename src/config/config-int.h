@@ -7,7 +7,9 @@
  *                     of the blocks, wh_config_free
  * config_stage.c      features not built: warnings, errors, dropped blocks
  * config_listeners.c  listeners, rules, actions
- * config_fleet.c      hosts, services, admin, state
+ * config_services.c   services: task, deployment, placement
+ * config_fleet.c      cluster, controller, hosts, registries, discovery
+ * config_admin.c      admin, state
  * config_groups.c     target groups (listeners and services name them)
  * config_value.c      the parameter table, value types, validators
  * config_ctx.c        the parse context: messages, key names and lookup,
@@ -27,6 +29,8 @@
 #define CFG_MAX_STRATEGIES 5
 #define CFG_MAX_CONSTRAINTS 10
 #define CFG_MAX_ETCD 16
+#define CFG_MAX_EC2_FILTERS 50
+#define CFG_MAX_EC2_FILTER_VALUES 200
 
 /* ---- the parse context (config_ctx.c) ---- */
 
@@ -163,6 +167,7 @@ int wh_cfg_check_matcher(const char *v, char *err, size_t errlen);
 int wh_cfg_check_abs_path(const char *v, char *err, size_t errlen);
 int wh_cfg_check_url_path(const char *v, char *err, size_t errlen);
 int wh_cfg_check_no_ctl(const char *v, char *err, size_t errlen);
+int wh_cfg_check_no_space(const char *v, char *err, size_t errlen); /* nor control chars */
 int wh_cfg_check_hostname(const char *v, char *err, size_t errlen);
 int wh_cfg_check_token(const char *v, char *err, size_t errlen);
 
@@ -180,18 +185,33 @@ void wh_cfg_group_free(struct wh_cfg_target_group *g);
 void wh_cfg_listeners_parse(struct cfg_ctx *c, const config_setting_t *list);
 void wh_cfg_listener_free(struct wh_cfg_listener *l);
 
-/* hosts, services, admin, state (config_fleet.c). */
-void wh_cfg_hosts_parse(struct cfg_ctx *c, const config_setting_t *list);
+/* services (config_services.c); after target_groups. */
 void wh_cfg_services_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_services_free(struct wh_config *cfg);
+
+/* cluster, controller, hosts, registries, discovery (config_fleet.c). The
+ * _reset functions free what the block holds and put back the defaults
+ * (none when c is NULL: for wh_config_free). */
+void wh_cfg_cluster_parse(struct cfg_ctx *c, const config_setting_t *root);
+void wh_cfg_controller_parse(struct cfg_ctx *c, const config_setting_t *group);
+void wh_cfg_hosts_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_registries_parse(struct cfg_ctx *c, const config_setting_t *list);
+void wh_cfg_discovery_parse(struct cfg_ctx *c, const config_setting_t *group);
+void wh_cfg_cluster_reset(struct cfg_ctx *c, struct wh_config *cfg);
+void wh_cfg_controller_reset(struct cfg_ctx *c, struct wh_config *cfg);
+void wh_cfg_hosts_free(struct wh_config *cfg);
+void wh_cfg_registries_free(struct wh_config *cfg); /* wipes the passwords */
+void wh_cfg_discovery_reset(struct cfg_ctx *c, struct wh_config *cfg);
+
+/* admin, state (config_admin.c). */
 void wh_cfg_admin_parse(struct cfg_ctx *c, const config_setting_t *group);
 void wh_cfg_state_parse(struct cfg_ctx *c, const config_setting_t *group);
-void wh_cfg_hosts_free(struct wh_config *cfg);
-void wh_cfg_services_free(struct wh_config *cfg);
 void wh_cfg_admin_reset(struct wh_config *cfg);
 void wh_cfg_state_reset(struct cfg_ctx *c, struct wh_config *cfg); /* back to the defaults */
 
 /* The staging table (config_stage.c): warnings for blocks whose feature is
- * off (they are dropped from c->cfg), errors for keys whose feature is off. */
+ * off (they are dropped from c->cfg), errors for keys whose feature is off,
+ * and one warning for each of the few keys accepted before their feature. */
 void wh_cfg_stage_check(struct cfg_ctx *c, const config_setting_t *root);
 
 #endif

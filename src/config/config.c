@@ -1,8 +1,8 @@
 /* Configuration loading, the top level only: libconfig reads the file, the
  * top-level scalars (workers, log, limits, timeouts) are tables here, and
  * parse_root hands each block to its parser (config_groups.c,
- * config_listeners.c, config_fleet.c), then runs the staging check
- * (config_stage.c). What they report is buffered in the parse context
+ * config_listeners.c, config_fleet.c, config_services.c, config_admin.c),
+ * then runs the staging check (config_stage.c). What they report is buffered in the parse context
  * (config_ctx.c) and handed to the caller's report function sorted by line;
  * the messages that come before any parsing (cannot open, syntax error) go
  * straight to it. */
@@ -40,9 +40,9 @@ static const char *const level_names[] = {"error", "warn", "info", "debug", NULL
 static const struct cfg_param top_params[] = {
     CFG_NUM("workers", CFG_INT, TOP(workers), 0, 256, 0),
 };
-static const char *const top_others[] = {"log",           "limits", "timeouts", "listeners",
-                                         "target_groups", "hosts",  "services", "admin",
-                                         "state",         NULL};
+static const char *const top_others[] = {
+    "log",   "limits",     "timeouts", "listeners", "target_groups", "cluster", "controller",
+    "hosts", "registries", "services", "discovery", "admin",         "state",   NULL};
 static const struct cfg_block top_block = CFG_BLOCK(top_params, top_others);
 
 static const struct cfg_param log_params[] = {
@@ -81,8 +81,12 @@ static void parse_root(struct cfg_ctx *c, const config_setting_t *root)
     /* Groups first: listeners and services refer to them by name. */
     wh_cfg_groups_parse(c, wh_cfg_member(root, "target_groups"));
     wh_cfg_listeners_parse(c, wh_cfg_member(root, "listeners"));
+    wh_cfg_cluster_parse(c, root);
+    wh_cfg_controller_parse(c, wh_cfg_member(root, "controller"));
     wh_cfg_hosts_parse(c, wh_cfg_member(root, "hosts"));
+    wh_cfg_registries_parse(c, wh_cfg_member(root, "registries"));
     wh_cfg_services_parse(c, wh_cfg_member(root, "services"));
+    wh_cfg_discovery_parse(c, wh_cfg_member(root, "discovery"));
     wh_cfg_admin_parse(c, wh_cfg_member(root, "admin"));
     wh_cfg_state_parse(c, wh_cfg_member(root, "state"));
     wh_cfg_stage_check(c, root);
@@ -186,8 +190,11 @@ void wh_config_free(struct wh_config *cfg)
     for (size_t i = 0; i < cfg->n_target_groups; i++)
         wh_cfg_group_free(&cfg->target_groups[i]);
     free(cfg->target_groups);
+    free(cfg->cluster);
     wh_cfg_hosts_free(cfg);
+    wh_cfg_registries_free(cfg);
     wh_cfg_services_free(cfg);
+    wh_cfg_discovery_reset(NULL, cfg);
     wh_cfg_admin_reset(cfg);
     wh_cfg_state_reset(NULL, cfg);
     free(cfg);

@@ -666,6 +666,17 @@ int wh_cfg_check_no_ctl(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+int wh_cfg_check_no_space(const char *v, char *err, size_t errlen)
+{
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            snprintf(err, errlen, "must not hold spaces or control characters");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Host names and host patterns: letters, digits, '-', '.', and the
  * wildcards '*' and '?' (rules' host condition). */
 int wh_cfg_check_hostname(const char *v, char *err, size_t errlen)

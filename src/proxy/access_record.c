@@ -62,8 +62,15 @@ static double record_since(double t0, double t1)
     return t0 > 0 && t1 >= t0 ? t1 - t0 : -1;
 }
 
+void wh_access_record_abort(struct wh_session *s, const char *error)
+{
+    if (s->rec.method[0] && !s->rec.ended)
+        wh_access_record_end(s, s->resp_started ? s->resp.status : 0, error);
+}
+
 void wh_access_record_end(struct wh_session *s, int status, const char *error)
 {
+    s->rec.ended = 1;
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
     wh_count_one(&s->proxy->responses[cls]);
     /* The group's counters are shared by the workers: a real add. Every

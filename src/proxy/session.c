@@ -175,6 +175,7 @@ void wh_sessions_free_all(struct wh_proxy *p)
 void wh_session_free(struct wh_session *s)
 {
     struct wh_proxy *p = s->proxy;
+    wh_access_record_abort(s, "connection_closed"); /* shutdown drain, limits */
     release_upstream(s, 0);
     set_target(s, NULL);
     wh_gen_release(s->gen);
@@ -246,8 +247,10 @@ static void send_made_here(struct wh_session *s, int status, const char *error)
  * request. */
 static int reply_error(struct wh_session *s, int status, int force_close)
 {
-    if (s->resp_started)
-        return enter_closing(s); /* a response is half sent: only a close can tell */
+    if (s->resp_started) { /* a response is half sent: only a close can tell */
+        wh_access_record_abort(s, wh_access_record_error(status));
+        return enter_closing(s);
+    }
     release_upstream(s, 0);
     evtimer_del(s->timer);
     int close = force_close || !s->req_keepalive || !s->req_body_done || s->proxy->shutting_down;
@@ -624,8 +627,10 @@ static int pump_response_body(struct wh_session *s)
             break;
     }
     wh_send_from(s->bev, out, evbuffer_get_length(out));
-    if (rc < 0)
-        return enter_closing(s); /* the response is half sent: close */
+    if (rc < 0) { /* the response is half sent: close */
+        wh_access_record_abort(s, "upstream_bad_framing");
+        return enter_closing(s);
+    }
     if (rc == WH_HTTP_DONE)
         return finish_response(s);
     stop_reading_if_full(s->up->bev, s->bev);
@@ -737,6 +742,7 @@ static void upstream_event(struct wh_session *s, short what)
             s->close_after = 1;
             finish_response(s);
         } else {
+            wh_access_record_abort(s, "upstream_reset");
             enter_closing(s); /* truncated response: only a close can tell */
         }
         return;
@@ -905,6 +911,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         bufferevent_disable(bev, EV_READ);
         return;
     }
+    wh_access_record_abort(s, what & BEV_EVENT_TIMEOUT ? "client_idle_timeout" : "client_closed");
     wh_session_free(s);
 }
 

@@ -32,6 +32,7 @@ struct wh_access_record {
     char method[16]; /* "" until a head is noted */
     char path[256];
     size_t path_len;
+    int ended; /* its line is written (or counted) */
 };
 
 struct wh_session {
@@ -123,5 +124,10 @@ void wh_access_record_rejected(struct wh_session *s, const char *buf, size_t n);
 void wh_access_record_end(struct wh_session *s, int status, const char *error);
 /* The log's word for an error status wharfd answered with ("bad_gateway"). */
 const char *wh_access_record_error(int status);
+/* The request under way ends without a whole response (error says why:
+ * "client_closed", "client_idle_timeout", "upstream_reset", ...): its line,
+ * with the status sent so far (0 = none). Once per request; nothing when no
+ * request is under way or its line is written. */
+void wh_access_record_abort(struct wh_session *s, const char *error);
 
 #endif

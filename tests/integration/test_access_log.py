@@ -1,7 +1,9 @@
 """The access log: one JSON line per request with the fields README.md lists,
 checked against the requests the test sent and what came back (proxied
 200/404, a 400 and a 503 wharfd answered itself, HTTP/1.0, keep-alive),
-written within a second; SIGUSR1 reopens it after a rename."""
+written within a second; each error wharfd answers itself logs the code
+README.md (and src/proxy/access_record.c) names for it, a 5xx the target
+sent logs null; SIGUSR1 reopens it after a rename."""
 
 import json
 import os
@@ -16,7 +18,7 @@ from harness.http_client import RawClient
 from harness.http_message import encode_chunked
 from harness.polling import wait_until
 from harness.ports import free_port
-from harness.upstreams import Response
+from harness.upstreams import HANG, Raw, Response
 from harness.wharfd import build_config
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,7 +59,9 @@ class Sent:
     """One request as sent and answered, what its log line must say."""
 
     def __init__(self, client, raw, method, path, protocol, listener, resp_status, nbytes_out,
-                 request_id=None, upstream_req=None, error=False, group="web"):
+                 request_id=None, upstream_req=None, error=None, group="web"):
+        # error: None for a proxied response, else the code README.md gives
+        # for why wharfd answered itself
         self.client_port = client.sock.getsockname()[1]
         self.raw = raw
         self.method = method
@@ -135,7 +139,7 @@ def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstre
         r, n = _exchange(c, raw, close=True)
         assert r.status == 400, r
         sent.append(Sent(c, raw, "GET", "/acc/bad", "HTTP/1.1", "http", 400, n,
-                         request_id=r.headers.get("x-request-id"), error=True, group=None))
+                         request_id=r.headers.get("x-request-id"), error="bad_request", group=None))
 
     with RawClient(port2) as c:  # a group with no targets: 503 from wharfd
         raw = RawClient.build_request("GET", "/acc/none", headers=[("X-Request-Id", "acc-none-1")])
@@ -143,7 +147,7 @@ def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstre
         assert r.status == 503, r
         assert r.headers.get("x-request-id") == "acc-none-1", r.headers
         sent.append(Sent(c, raw, "GET", "/acc/none", "HTTP/1.1", "nowhere", 503, n, request_id="acc-none-1",
-                         error=True, group="empty"))
+                         error="no_targets", group="empty"))
     t_last = time.monotonic()
 
     # proxied requests without a client id: the id is the one the upstream got
@@ -210,8 +214,8 @@ def test_access_log_lines_are_json_with_every_field_matching_the_requests(upstre
               "matched_rule_priority/actions_executed, expected %r (%s)" % (want_rule, what))
         check(ln["ssl_protocol"] is None and ln["ssl_cipher"] is None, "no TLS on http (%s)" % what)
         if s.error:
-            check(isinstance(ln["error"], str) and re.fullmatch(r"[a-z][a-z0-9_]*", ln["error"]),
-                  "error must be a code when wharfd answered (%s)" % what)
+            check(ln["error"] == s.error, "error %r, expected %r: wharfd answered %d itself (%s)"
+                  % (ln["error"], s.error, s.status, what))
             check(ln["target_group"] == s.group and ln["target"] is None,
                   "target_group %r / target null expected (%s)" % (s.group, what))
             check(ln["upstream_connect_time"] is None and ln["upstream_response_time"] is None,
@@ -311,3 +315,120 @@ target_groups = ( { name = "web"; targets = ( "%s" ); } );
         else:
             assert ln["ssl_protocol"] is None and ln["ssl_cipher"] is None, ln
         assert ln["target_group"] == ("web" if action == "forward" else None), ln
+
+
+def _errors_config(port, up, refused, log_path, ports):
+    """Listeners: "http" -> web (up), "refused" -> a target whose port
+    refuses, "nowhere" -> a group without targets."""
+    cfg = build_config(port, groups={"web": [up], "refused": [refused], "empty": []}, workers=1,
+                       log_level="info", limits={"max_header_bytes": "1k", "max_body_bytes": 100},
+                       timeouts={"shutdown_drain": 1, "client_header": 0.5, "upstream_response": 0.5})
+    cfg["log"] = {"level": "info", "access_log": str(log_path)}
+    for name, group in (("refused", "refused"), ("nowhere", "empty")):
+        cfg["listeners"].append({"name": name, "bind": "127.0.0.1:%d" % ports[name], "protocol": "http",
+                                 "default_action": {"forward": [{"target_group": group}]}})
+    return cfg
+
+
+def test_access_log_error_names_why_wharfd_answered_itself(upstream, wharfd, tmp_path, refused_target):
+    """Each case wharfd answers itself logs the error code README.md names for
+    it (src/proxy/access_record.c's list); a 5xx the target sent logs null."""
+    def handler(req):
+        if req.target == "/err/hang":
+            return HANG
+        if req.target == "/err/malformed":
+            return Raw(b"HTTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        if req.target == "/err/upstream-503":
+            return Response(503, body=b"the target's own 503")
+        return Response(200, body=b"ok")
+
+    up = upstream(handler, name="origin")
+    refused = refused_target()
+    port = free_port()
+    ports = {"http": port, "refused": free_port(), "nowhere": free_port()}
+    log_path = tmp_path / "access.log"
+    wharfd(config=_errors_config(port, up, refused, log_path, ports), port=port,
+           wait_ports=[ports["refused"], ports["nowhere"]])
+    get = b"GET %s HTTP/1.1\r\nHost: wharf.test\r\n\r\n"
+    # (name, listener, raw request, status, error, target_group, target, wharfd closes)
+    cases = [
+        ("smuggling", "http", b"POST /err/cl-te HTTP/1.1\r\nHost: wharf.test\r\nContent-Length: 3\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request", None, None, True),
+        ("big_head", "http", b"GET /err/big HTTP/1.1\r\nHost: wharf.test\r\nX-Big: " + b"b" * 2000 + b"\r\n\r\n",
+         431, "header_too_large", None, None, True),
+        ("big_body", "http", b"POST /err/body HTTP/1.1\r\nHost: wharf.test\r\nContent-Length: 101\r\n\r\n"
+         + b"x" * 101, 413, "body_too_large", None, None, True),
+        ("stalled_head", "http", b"GET /err/stalled HTTP/1.1\r\nHost: wharf.test\r\nX-Half: ", 408,
+         "client_header_timeout", None, None, True),
+        ("te_gzip", "http", b"POST /err/gzip HTTP/1.1\r\nHost: wharf.test\r\nTransfer-Encoding: gzip\r\n\r\n",
+         501, "unsupported_transfer_coding", None, None, True),
+        ("http2", "http", b"GET /err/v2 HTTP/2.0\r\nHost: wharf.test\r\n\r\n", 505, "version_not_supported",
+         None, None, True),
+        ("refused", "refused", get % b"/err/refused", 502, "bad_gateway", "refused", refused, False),
+        ("malformed", "http", get % b"/err/malformed", 502, "bad_gateway", "web", up.addr, False),
+        ("no_targets", "nowhere", get % b"/err/none", 503, "no_targets", "empty", None, False),
+        ("hang", "http", get % b"/err/hang", 504, "upstream_timeout", "web", up.addr, False),
+        ("target_503", "http", get % b"/err/upstream-503", 503, None, "web", up.addr, False),
+    ]
+    by_port = {}
+    for name, listener, raw, status, error, group, target, closes in cases:
+        with RawClient(ports[listener]) as c:
+            c.send(raw)
+            r = c.read_response("POST" if raw.startswith(b"POST") else "GET", timeout=5)
+            assert r.status == status, "%s: expected %d, got %r" % (name, status, r)
+            if closes:
+                c.expect_closed(timeout=3, what="the connection after %s" % name)
+            by_port[c.sock.getsockname()[1]] = (name, listener, status, error, group, target)
+
+    def lines():
+        return {ln["client_port"]: ln for ln in _read_lines(log_path)}
+
+    got = wait_until(lambda: len(lines()) >= len(cases) and lines(), FLUSH_DEADLINE + 1,
+                     lambda: "%d access-log lines, expected %d:\n%s"
+                     % (len(_read_lines(log_path)), len(cases), log_path.read_text()), interval=0.01)
+    assert len(got) == len(cases), "expected exactly %d lines:\n%s" % (len(cases), log_path.read_text())
+    problems = []
+    for cport, (name, listener, status, error, group, target) in by_port.items():
+        ln = got.get(cport)
+        if ln is None:
+            problems.append("%s: no line for client port %d" % (name, cport))
+            continue
+        want = {"listener": listener, "status": status, "error": error, "target_group": group, "target": target}
+        have = {k: ln[k] for k in want}
+        if have != want:
+            problems.append("%s: %r, expected %r (line %s)" % (name, have, want, json.dumps(ln)))
+    assert not problems, "%d lines say the wrong thing:\n%s" % (len(problems), "\n".join(problems))
+
+
+def test_access_log_line_for_a_response_the_upstream_cut_or_misframed(upstream, wharfd, tmp_path):
+    """A request whose response started but never completed still has its
+    line: the status relayed so far, and `error` saying what the upstream did
+    (closed mid-body: upstream_reset; broke its chunked framing:
+    upstream_bad_framing)."""
+    def handler(req):
+        if req.target == "/cut":
+            return Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 9, close_after=0.2)
+        if req.target == "/misframed":
+            return Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", close_after=2)
+        return Response(200, body=b"ok")
+
+    up = upstream(handler, name="origin")
+    port = free_port()
+    log_path = tmp_path / "access.log"
+    cfg = build_config(port, [up], workers=1)
+    cfg["log"]["access_log"] = str(log_path)
+    wd = wharfd(config=cfg, port=port)
+    ports = {}
+    for path in ("/cut", "/misframed"):
+        with wd.client(timeout=5) as c:
+            c.send(b"GET %s HTTP/1.1\r\nHost: wharf.test\r\n\r\n" % path.encode())
+            c.read_until_close(timeout=5)
+            assert c.eof, "%s: the client connection stayed open" % path
+            ports[path] = c.sock.getsockname()[1]
+    want = {"/cut": "upstream_reset", "/misframed": "upstream_bad_framing"}
+    got = wait_until(lambda: (lambda ls: ls if all(p in ls for p in ports.values()) else None)(
+        {ln["client_port"]: ln for ln in _read_lines(log_path)}), FLUSH_DEADLINE + 2,
+        lambda: "lines missing:\n%s" % (log_path.read_text() if log_path.exists() else ""))
+    for path, error in want.items():
+        ln = got[ports[path]]
+        assert (ln["path"], ln["status"], ln["error"]) == (path, 200, error), json.dumps(ln)

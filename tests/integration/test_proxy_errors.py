@@ -1,6 +1,9 @@
 """Proxy errors as an ALB gives them (503/502/504), retries of idempotent
 requests (refused connection, reused pooled connection closed before any
-response byte) and no retry of a POST, and the client-side timeouts."""
+response byte) and no retry of a POST, and the client-side timeouts: an
+idle keep-alive connection (and one that never sent a byte) is closed bare
+at idle_timeout; a request head not complete within client_header (counted
+from its first byte) gets 408 and the close."""
 
 import select
 import time
@@ -288,52 +291,85 @@ def test_proxy_keeps_client_connection_open_within_idle_timeout(upstream, wharfd
         assert c.request("GET", "/b").status == 200
 
 
-def test_proxy_client_header_timeout_closes_connection(upstream, wharfd):
+def _assert_408_then_close(c, timeout, what):
+    """The client gets exactly one response, 408 with Connection: close, and
+    then the close (README: timeouts.client_header, "else 408 and close")."""
+    r = c.read_response(timeout=timeout)
+    assert r.status == 408, "%s: expected 408 Request Timeout, got %r" % (what, r)
+    assert "close" in (r.headers.get("connection") or "").lower(), (
+        "%s: the 408 must announce the close (Connection: close): %r" % (what, r))
+    c.expect_closed(timeout=3, what="the client connection after its 408")
+    return r
+
+
+def test_proxy_client_header_timeout_answers_408_and_closes(upstream, wharfd):
     up = upstream()
     wd = wharfd([up], timeouts={"client_header": 0.5})
     with wd.client() as c:
         t0 = time.monotonic()
         c.send(b"GET /half HTTP/1.1\r\nHost: wharf.test\r\nX-Partial: ")
-        data = c.read_until_close(timeout=4)
+        _assert_408_then_close(c, 4, "a header section stalled mid-line (client_header = 0.5)")
         elapsed = time.monotonic() - t0
-        assert c.eof, "wharfd did not close a connection whose header section stalled (client_header = 0.5)"
-    assert data == b"" or data.startswith(b"HTTP/1.1 408"), "expected 408 or a bare close, got %r" % data[:200]
-    assert 0.4 <= elapsed <= 3.0, "closed after %.2fs with client_header = 0.5" % elapsed
+    assert 0.4 <= elapsed <= 3.0, "408 after %.2fs with client_header = 0.5" % elapsed
     assert up.total_bytes() == 0, "part of an incomplete header section reached the upstream:\n" + up.describe()
+
+
+def test_proxy_client_header_timeout_counts_from_the_first_byte_of_a_later_keepalive_request(upstream, wharfd):
+    """On a keep-alive connection the clock starts at the next request's
+    first byte, not at the connection's start: the second, stalled head
+    gets its 408 about client_header after that byte."""
+    up = upstream()
+    wd = wharfd([up], timeouts={"client_header": 1}, idle_timeout=10)
+    with wd.client() as c:
+        assert c.request("GET", "/first").status == 200
+        time.sleep(1.5)  # the behaviour: idle between requests, longer than client_header
+        t0 = time.monotonic()
+        c.send(b"GET /second HTTP/1.1\r\nHost: wh")
+        _assert_408_then_close(c, 5, "a stalled second request head (client_header = 1)")
+        elapsed = time.monotonic() - t0
+    assert 0.8 <= elapsed <= 3.5, "408 %.2fs after the second head began, client_header = 1" % elapsed
+    assert [r.target for r in up.requests()] == ["/first"], up.describe()
+
+
+def test_proxy_connection_without_a_byte_is_closed_bare_at_idle_timeout_not_client_header(upstream, wharfd):
+    """client_header runs from a request's first byte: a connection that
+    never sends one is an idle connection, closed without a response after
+    the listener's idle_timeout (and not at client_header)."""
+    up = upstream()
+    wd = wharfd([up], timeouts={"client_header": 0.5}, idle_timeout=2)
+    with wd.client() as c:
+        elapsed = c.expect_closed(timeout=6, what="a connection that never sent a byte (idle_timeout = 2)")
+        assert c.received == b"", "wharfd answered a connection that sent nothing: %r" % bytes(c.received)
+    assert 1.6 <= elapsed <= 4.5, (
+        "a silent connection closed after %.2fs; idle_timeout = 2 (client_header = 0.5 must not apply)" % elapsed)
+    assert up.total_bytes() == 0
 
 
 def test_proxy_client_header_timeout_applies_to_slowly_dripped_header(upstream, wharfd):
     """The header timeout bounds the whole header section, not the gap
-    between bytes (slowloris): a header dripped one line every 0.1 s is cut
-    off about client_header after it started."""
+    between bytes (slowloris): a header dripped one line every 0.1 s is
+    answered 408 and closed about client_header after it started."""
     up = upstream()
     wd = wharfd([up], timeouts={"client_header": 1})
     with wd.client() as c:
         t0 = time.monotonic()
-        data = b""
+        answered = False
         for piece in [b"GET /drip HTTP/1.1\r\n"] + [b"X-D%d: d\r\n" % i for i in range(60)]:
             try:
                 c.send(piece)
             except (BrokenPipeError, ConnectionResetError):
                 break
-            # wharfd's close shows on the read side first (it keeps reading for a
-            # while after closing its side), so watch for it there; this wait also
-            # paces the drip
+            # wharfd's answer shows on the read side (it keeps reading for a
+            # while after closing its side); this wait also paces the drip
             readable, _, _ = select.select([c.sock], [], [], 0.1)
             if readable:
-                data = c.read_until_close(timeout=2)
+                answered = True
                 break
             if time.monotonic() - t0 > 5:
                 break
         elapsed = time.monotonic() - t0
-        closed = c.eof or c.reset
-        if not closed:
-            try:
-                c.send(b"X-More: m\r\n")
-                closed = False
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-    assert closed, "a header section dripped over %.1f s was not cut off (client_header = 1)" % elapsed
+        assert answered, "a header section dripped over %.1f s was not cut off (client_header = 1)" % elapsed
+        _assert_408_then_close(c, 3, "a header section dripped a line every 0.1 s (client_header = 1)")
     assert elapsed <= 3.0, "cut off only after %.2fs with client_header = 1" % elapsed
-    assert data == b"" or data.startswith(b"HTTP/1.1 408"), "expected 408 or a bare close, got %r" % data[:200]
+    assert elapsed >= 0.8, "cut off after %.2fs, before client_header = 1 had passed" % elapsed
     assert up.total_bytes() == 0, up.describe()

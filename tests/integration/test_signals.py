@@ -1,12 +1,17 @@
 """Signals: SIGHUP reloads under continuous load without a failed request
 and a bad file keeps the whole old configuration (errors logged as
-file:line); SIGTERM stops accepting, closes idle keep-alive connections,
-lets in-flight requests and open tunnels finish, and exits 0 within
-timeouts.shutdown_drain."""
+file:line); a reload opens an added listener and closes a removed one
+without touching the other's connections, and logs a changed bind, workers
+or log.access_log as needing a restart without applying it. SIGTERM (and
+SIGINT alike) stops accepting, closes idle keep-alive connections, lets
+in-flight requests and open tunnels finish, and exits 0 within
+timeouts.shutdown_drain; a request outlasting the drain is cut and wharfd
+still exits 0."""
 
 import os
 import re
 import signal
+import socket
 import struct
 import time
 
@@ -16,7 +21,7 @@ from harness.http_client import RawClient
 from harness.load import LoadGen
 from harness.polling import wait_until
 from harness.ports import connect_refused, free_port
-from harness.upstreams import Response, named_handler
+from harness.upstreams import HANG, Response, named_handler
 from harness.websocket import ws_frame, ws_open, ws_read_frame
 from harness.wharfd import build_config, render_config, write_config_atomically
 
@@ -268,3 +273,245 @@ def test_sigterm_drain_keeps_open_websocket_tunnel_until_it_closes(demo_server, 
     finally:
         c.close()
     print("\nSIGTERM with a tunnel: tunnel closed at %.2f s, wharfd exit 0 at %.2f s" % (t_closed, t_exit))
+
+
+def _read_outcome(c, timeout):
+    """What a client whose request wharfd cut sees: ("closed", bytes) once
+    the connection ends (FIN or RST), ("open", bytes) if it did not within
+    timeout."""
+    deadline = time.monotonic() + timeout
+    data = bytearray()
+    while time.monotonic() < deadline:
+        c.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = c.sock.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return "closed", bytes(data)
+        if not chunk:
+            return "closed", bytes(data)
+        data += chunk
+    return "open", bytes(data)
+
+
+@pytest.mark.timeout(30)
+def test_sigterm_cuts_request_outlasting_shutdown_drain_and_exits_0(upstream, wharfd):
+    """A request still in flight when timeouts.shutdown_drain ends is cut:
+    the client's connection closes without a response, the upstream's
+    connection closes, and wharfd exits 0 (README: "exit 0"; src/main.c
+    returns 0 after the drain timer ends the workers) about shutdown_drain
+    after SIGTERM, having refused new connections all along."""
+    up = upstream(lambda req: HANG)  # never answers: the request outlasts any drain
+    drain = 2
+    port = free_port()
+    w = wharfd(config=build_config(port, [up], workers=2, log_level="info",
+                                   timeouts={"shutdown_drain": drain, "upstream_response": 60}),
+               port=port, exit_expected=0)
+    c = w.client(timeout=10)
+    try:
+        c.send(RawClient.build_request("GET", "/outlasts-the-drain"))
+        up.wait_for_requests(1, timeout=3)
+        t_term = time.monotonic()
+        os.kill(w.proc.pid, signal.SIGTERM)
+        wait_until(lambda: connect_refused(port), 1.0, "wharfd still accepts connections 1 s after SIGTERM",
+                   interval=0.01)
+        # draining: still running, still refusing, the request still open
+        assert w.alive(), "wharfd exited at once with a request in flight (shutdown_drain = %d)" % drain
+        how, data = _read_outcome(c, drain - 0.5 - (time.monotonic() - t_term))
+        assert how == "open" and data == b"", (
+            "the in-flight request was %s before shutdown_drain ended (after %.2f s), received %r"
+            % (how, time.monotonic() - t_term, data[:200]))
+        assert connect_refused(port), "a new connection was accepted during the drain"
+        # the drain ends: the request is cut and wharfd exits 0
+        how, data = _read_outcome(c, drain + 5)
+        t_cut = time.monotonic() - t_term
+        assert how == "closed", "the request that outlasted shutdown_drain = %d was not cut within %.0f s" % (
+            drain, 2 * drain + 5)
+        assert data == b"", "the cut request got bytes, expected only the close: %r" % data[:200]
+        wait_until(lambda: w.proc.poll() is not None, drain + 5,
+                   "wharfd still running %.1f s after SIGTERM (shutdown_drain = %d)" % (drain + 5, drain),
+                   interval=0.01)
+        t_exit = time.monotonic() - t_term
+    finally:
+        c.close()
+    assert w.proc.returncode == 0, "wharfd exited with %s after the drain timeout" % w.proc.returncode
+    assert drain - 0.2 <= t_exit <= drain + 3, "wharfd exited %.2f s after SIGTERM, shutdown_drain = %d" % (
+        t_exit, drain)
+    assert t_cut <= drain + 3, t_cut
+    conn = up.requests()[0].conn
+    wait_until(lambda: conn.closed, 2, lambda: "the upstream connection of the cut request is still open:\n"
+               + up.describe())
+    assert conn.closed_by_peer, conn.closed_by
+    assert "still open after the drain timeout" in w.stderr_text(), w.stderr_text()[-2000:]
+    print("\nSIGTERM with a request outlasting shutdown_drain = %d s: cut at %.2f s, exit 0 at %.2f s"
+          % (drain, t_cut, t_exit))
+
+
+@pytest.mark.timeout(30)
+def test_sigint_drains_in_flight_request_closes_idle_refuses_new_and_exits_0(upstream, wharfd):
+    """SIGINT is SIGTERM: stop accepting, close idle keep-alive connections,
+    finish the request in flight, exit 0 (before shutdown_drain ends)."""
+    up = upstream(lambda req: Response(200, body=b"slow done", delay=1.0) if req.target == "/slow"
+                  else Response(200, body=b"quick"))
+    drain = 6
+    port = free_port()
+    w = wharfd(config=build_config(port, [up], workers=2, log_level="info", timeouts={"shutdown_drain": drain}),
+               port=port, exit_expected=0)
+    idle = w.client()
+    slow = w.client(timeout=10)
+    try:
+        assert idle.request("GET", "/quick").body == b"quick"
+        slow.send(RawClient.build_request("GET", "/slow"))
+        up.wait_for_requests(2, timeout=3)
+        t_sig = time.monotonic()
+        os.kill(w.proc.pid, signal.SIGINT)
+        wait_until(lambda: connect_refused(port), 1.0, "wharfd still accepts connections 1 s after SIGINT",
+                   interval=0.01)
+        idle.expect_closed(timeout=1.0, what="the idle keep-alive connection after SIGINT")
+        assert w.alive(), "wharfd exited on SIGINT with a request in flight"
+        r = slow.read_response(timeout=drain)
+        assert r.status == 200 and r.body == b"slow done", r
+        assert "close" in (r.headers.get("connection") or "").lower(), (
+            "a response finished while draining must close its connection: %r" % r)
+        slow.expect_closed(timeout=2, what="the drained request's connection")
+        wait_until(lambda: w.proc.poll() is not None, 3,
+                   "wharfd still running 3 s after its last request finished (SIGINT)", interval=0.01)
+        t_exit = time.monotonic() - t_sig
+    finally:
+        idle.close()
+        slow.close()
+    assert w.proc.returncode == 0, "wharfd exited with %s after SIGINT" % w.proc.returncode
+    assert t_exit < drain, "wharfd waited the whole drain (%.2f s) though nothing was in flight" % t_exit
+    assert "signal %d: draining" % signal.SIGINT in w.stderr_text(), w.stderr_text()[-2000:]
+
+
+def _two_listener_config(port, port2, ups, workers=1, access_log=None):
+    cfg = build_config(port, groups={"web": [ups["A"]], "other": [ups["B"]]}, workers=workers, log_level="info",
+                       timeouts={"shutdown_drain": 2})
+    if port2 is not None:
+        cfg["listeners"].append({"name": "second", "bind": "127.0.0.1:%d" % port2, "protocol": "http",
+                                 "default_action": {"forward": [{"target_group": "other"}]}})
+    if access_log is not None:
+        cfg["log"]["access_log"] = str(access_log)
+    return cfg
+
+
+def _reload(w, cfg, what, expect=()):
+    """Write cfg, SIGHUP, wait for "configuration reloaded" and for each
+    line of expect in the log written since (a worker logs what it did with
+    its listeners once it has applied the new configuration, which may be
+    after the control thread's line). Returns that part of the log."""
+    before = w.stderr_text(limit=10 ** 7)
+    n = before.count("configuration reloaded")
+    write_config_atomically(w, cfg)
+    os.kill(w.proc.pid, signal.SIGHUP)
+    wait_until(lambda: w.stderr_text(limit=10 ** 7).count("configuration reloaded") > n, 5,
+               lambda: "no 'configuration reloaded' after %s:\n%s" % (what, w.stderr_text()[-3000:]))
+    for needle in expect:
+        wait_until(lambda: needle in w.stderr_text(limit=10 ** 7)[len(before):], 5,
+                   lambda: "no %r logged after %s:\n%s" % (needle, what, w.stderr_text(limit=10 ** 7)[len(before):]))
+    return w.stderr_text(limit=10 ** 7)[len(before):]
+
+
+@pytest.mark.timeout(40)
+def test_sighup_opens_an_added_listener_and_closes_a_removed_one_keeping_the_other_connections(
+        raw_upstream, upstream, wharfd):
+    ups = {"A": raw_upstream(named_handler("A"), "A"), "B": raw_upstream(named_handler("B"), "B")}
+    slow_up = upstream(lambda req: Response(200, body=b"slow done", delay=1.5), name="slow")
+    port, port2 = free_port(), free_port()
+
+    def cfg(with_second):
+        c = _two_listener_config(port, port2 if with_second else None, ups, workers=2)
+        c["target_groups"].append({"name": "slow", "targets": [slow_up.addr]})
+        c["listeners"][0]["rules"] = [{"priority": 1, "conditions": {"path": ["/slow"]},
+                                       "forward": [{"target_group": "slow"}]}]
+        return c
+
+    w = wharfd(config=cfg(False), port=port)
+    assert connect_refused(port2), "precondition: nothing listens on the port the reload adds"
+    keep = w.client()
+    slow = w.client(timeout=10)
+    try:
+        assert keep.request("GET", "/before").headers.get("x-upstream") == "A"
+        # added: the new listener opens and serves, with a request in flight on the other
+        slow.send(RawClient.build_request("GET", "/slow"))
+        slow_up.wait_for_requests(1, timeout=3)
+        _reload(w, cfg(True), "adding a listener", expect=["listener second added on 127.0.0.1:%d" % port2])
+        wait_until(lambda: not connect_refused(port2), 3, "the added listener did not open", interval=0.02)
+        with RawClient(port2) as c2:
+            for i in range(3):
+                r = c2.request("GET", "/on-the-new-listener/%d" % i)
+                assert r.status == 200 and r.headers.get("x-upstream") == "B", r
+        r = slow.read_response(timeout=5)
+        assert r.status == 200 and r.body == b"slow done", "the request in flight across the reload: %r" % r
+        r = keep.request("GET", "/after-add")
+        assert r.status == 200 and r.headers.get("x-upstream") == "A", r
+        # removed: the listener closes (connect refused); the other keeps its connections
+        slow.send(RawClient.build_request("GET", "/slow"))
+        slow_up.wait_for_requests(2, timeout=3)
+        _reload(w, cfg(False), "removing a listener", expect=["listener second removed"])
+        wait_until(lambda: connect_refused(port2), 3, "the removed listener still accepts connections",
+                   interval=0.02)
+        for _ in range(3):
+            assert connect_refused(port2), "the removed listener accepted a connection"
+        r = slow.read_response(timeout=5)
+        assert r.status == 200 and r.body == b"slow done", "the request in flight across the reload: %r" % r
+        for i in range(3):
+            r = keep.request("GET", "/after-remove/%d" % i)
+            assert r.status == 200 and r.headers.get("x-upstream") == "A", r
+        assert not keep.eof and not slow.eof
+    finally:
+        keep.close()
+        slow.close()
+    assert "reload failed" not in w.stderr_text()
+
+
+def _threads(pid):
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+@pytest.mark.timeout(40)
+def test_sighup_bind_workers_and_access_log_changes_are_logged_as_needing_a_restart_and_not_applied(
+        raw_upstream, wharfd, tmp_path):
+    ups = {"A": raw_upstream(named_handler("A"), "A"), "B": raw_upstream(named_handler("B"), "B")}
+    port, new_port = free_port(), free_port()
+    log1, log2 = tmp_path / "access-1.log", tmp_path / "access-2.log"
+    base = _two_listener_config(port, None, ups, workers=1, access_log=log1)
+    w = wharfd(config=base, port=port)
+    keep = w.client()
+    assert keep.request("GET", "/start").status == 200
+    threads0 = _threads(w.proc.pid)
+
+    def serves_on_old_bind(tag):
+        r = keep.request("GET", "/%s" % tag)
+        assert r.status == 200 and r.headers.get("x-upstream") == "A", r
+        with RawClient(port) as c:
+            r = c.request("GET", "/%s-fresh" % tag)
+        assert r.status == 200, r
+
+    try:
+        # 1: the listener's bind
+        cfg = _two_listener_config(port, None, ups, workers=1, access_log=log1)
+        cfg["listeners"][0]["bind"] = "127.0.0.1:%d" % new_port
+        want = "listener http: bind 127.0.0.1:%d -> 127.0.0.1:%d needs a restart; still on 127.0.0.1:%d" % (
+            port, new_port, port)
+        _reload(w, cfg, "changing the bind", expect=[want])
+        serves_on_old_bind("bind")
+        assert connect_refused(new_port), "the changed bind was applied without a restart"
+        # 2: workers (the worker threads stay as they are)
+        cfg = _two_listener_config(port, None, ups, workers=2, access_log=log1)
+        _reload(w, cfg, "changing workers", expect=["reload: workers 1 -> 2 needs a restart"])
+        serves_on_old_bind("workers")
+        assert _threads(w.proc.pid) == threads0, (
+            "wharfd has %d threads after a reload changing workers, %d before" % (_threads(w.proc.pid), threads0))
+        # 3: log.access_log (lines keep going to the old file)
+        cfg = _two_listener_config(port, None, ups, workers=1, access_log=log2)
+        _reload(w, cfg, "changing log.access_log", expect=["reload: a change of log.access_log needs a restart"])
+        serves_on_old_bind("access-log")
+        wait_until(lambda: '"/access-log"' in (log1.read_text() if log1.exists() else ""), 2,
+                   lambda: "the request after the reload is not in the old access log %s" % log1)
+        assert not log2.exists(), "the new access_log path was opened without a restart"
+    finally:
+        keep.close()
+    assert "reload failed" not in w.stderr_text()

@@ -1,4 +1,6 @@
-/* Unit tests for the configuration module (src/config/).
+/* Unit tests for the configuration module (src/config/); the fleet and the
+ * services have theirs in test_config_fleet.c, and both share the helpers
+ * of test_config.h.
  *
  * Configs are loaded from strings named "t.conf", so every message can be
  * asserted with its exact "t.conf:LINE: KEY: " prefix. Most tests load with
@@ -20,146 +22,7 @@
 
 #include "wharf/config.h"
 
-#ifndef WH_TOP_SRCDIR
-#define WH_TOP_SRCDIR "."
-#endif
-
-#define ALL WH_FEATURES_ALL
-#define BUILT WH_FEATURES_BUILT
-/* A fixed early stage, so the staging tests do not change as features land. */
-#define STAGED WH_FEATURE_ACCESS_LOG
-
-/* Lines 1-3: one group "web", one listener "http" forwarding to it. */
-#define TG_WEB "target_groups = ( { name = \"web\"; targets = ( \"127.0.0.1:9001\" ); } );\n"
-#define LS_HTTP                                                                                    \
-    "listeners = ( { name = \"http\"; bind = \"127.0.0.1:8080\";\n"                                \
-    "  default_action = { forward = ( { target_group = \"web\"; } ); }; } );\n"
-#define MIN TG_WEB LS_HTTP
-
-/* ---- helpers ---- */
-
-#define MAX_MSGS 128
-
-struct msgs {
-    size_t n;
-    char *line[MAX_MSGS];
-    int is_error[MAX_MSGS];
-};
-
-static void collect(void *arg, int is_error, const char *line)
-{
-    struct msgs *m = arg;
-    assert_non_null(line);
-    assert_null(strchr(line, '\n'));
-    if (m->n < MAX_MSGS) {
-        m->line[m->n] = strdup(line);
-        m->is_error[m->n++] = is_error;
-    }
-}
-
-static void msgs_free(struct msgs *m)
-{
-    for (size_t i = 0; i < m->n; i++)
-        free(m->line[i]);
-    m->n = 0;
-}
-
-static void msgs_print(const struct msgs *m)
-{
-    for (size_t i = 0; i < m->n; i++)
-        print_message("  %s %s\n", m->is_error[i] ? "error:" : "warning:", m->line[i]);
-}
-
-static size_t count(const struct msgs *m, int is_error)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < m->n; i++)
-        n += m->is_error[i] == is_error;
-    return n;
-}
-
-static int find(const struct msgs *m, int is_error, const char *prefix)
-{
-    for (size_t i = 0; i < m->n; i++)
-        if (m->is_error[i] == is_error && strncmp(m->line[i], prefix, strlen(prefix)) == 0)
-            return (int)i;
-    return -1;
-}
-
-static struct wh_config *load(const char *text, unsigned features, struct msgs *m)
-{
-    m->n = 0;
-    return wh_config_load_string_ex(text, "t.conf", features, collect, m);
-}
-
-/* Loads text, which must fail with one message starting with each of the
- * prefixes (NULL-terminated) and no other error. */
-static void expect_errors_f(const char *text, unsigned features, const char *const *prefixes)
-{
-    struct msgs m;
-    struct wh_config *cfg = load(text, features, &m);
-    size_t n = 0;
-    if (cfg) {
-        msgs_print(&m);
-        wh_config_free(cfg);
-        fail_msg("loaded, expected an error:\n%s", text);
-    }
-    for (; prefixes[n]; n++) {
-        if (find(&m, 1, prefixes[n]) < 0) {
-            msgs_print(&m);
-            fail_msg("no error starting with \"%s\"", prefixes[n]);
-        }
-    }
-    if (count(&m, 1) != n) {
-        msgs_print(&m);
-        fail_msg("%zu errors, expected %zu", count(&m, 1), n);
-    }
-    msgs_free(&m);
-}
-
-#define expect_errors(text, features, ...)                                                         \
-    expect_errors_f(text, features, (const char *const[]){__VA_ARGS__, NULL})
-#define expect_error(text, prefix) expect_errors(text, ALL, prefix)
-
-/* Loads text, which must succeed without errors; returns the config. */
-static struct wh_config *expect_ok_f(const char *text, unsigned features, struct msgs *m)
-{
-    struct wh_config *cfg = load(text, features, m);
-    if (!cfg || count(m, 1)) {
-        msgs_print(m);
-        fail_msg("did not load:\n%s", text);
-    }
-    return cfg;
-}
-
-static void expect_ok(const char *text, unsigned features)
-{
-    struct msgs m;
-    struct wh_config *cfg = expect_ok_f(text, features, &m);
-    if (m.n) {
-        msgs_print(&m);
-        fail_msg("unexpected messages");
-    }
-    wh_config_free(cfg);
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return strdup(buf);
-}
-
-static int port_of(const struct wh_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
-    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
-}
+#include "test_config.h"
 
 /* ---- the examples ---- */
 
@@ -298,13 +161,21 @@ static void check_full_groups(const struct wh_config *cfg)
 
 static void check_full_fleet(const struct wh_config *cfg)
 {
+    assert_string_equal(cfg->cluster, "prod-1");
+    assert_true(cfg->controller.reconcile_interval == 10);
+    assert_true(cfg->controller.lost_task_grace == 30);
+    assert_true(cfg->controller.start_backoff_max == 900);
     assert_int_equal(cfg->n_hosts, 2);
     const struct wh_cfg_host *h = wh_config_host(cfg, "local");
     assert_ptr_equal(h, &cfg->hosts[0]);
     assert_string_equal(h->docker, "unix:///var/run/docker.sock");
     assert_string_equal(h->address, "127.0.0.1");
+    assert_string_equal(h->address_ip, "127.0.0.1");
     assert_int_equal(h->max_concurrent_calls, 8);
     assert_true(h->call_timeout == 30);
+    assert_true(h->ping_interval == 2);
+    assert_int_equal(h->unreachable_after, 3);
+    assert_int_equal(h->draining, 0);
     assert_null(h->tls_ca);
     assert_int_equal(h->n_attributes, 1);
     assert_string_equal(h->attributes[0].key, "az");
@@ -313,6 +184,10 @@ static void check_full_fleet(const struct wh_config *cfg)
     assert_non_null(h);
     assert_string_equal(h->docker, "tcp://10.0.1.5:2376");
     assert_null(h->address);
+    assert_string_equal(h->address_ip, "10.0.1.5");
+    assert_true(h->ping_interval == 0.5);
+    assert_int_equal(h->unreachable_after, 10);
+    assert_int_equal(h->draining, 1);
     assert_string_equal(h->tls_ca, "/etc/wharf/ca.pem");
     assert_string_equal(h->tls_cert, "/etc/wharf/client.pem");
     assert_string_equal(h->tls_key, "/etc/wharf/client.key");
@@ -320,7 +195,16 @@ static void check_full_fleet(const struct wh_config *cfg)
     assert_string_equal(h->attributes[1].key, "instance_type");
     assert_string_equal(h->attributes[1].value, "m5.large");
 
-    assert_int_equal(cfg->n_services, 1);
+    assert_int_equal(cfg->n_registries, 1);
+    assert_string_equal(cfg->registries[0].server, "123456789012.dkr.ecr.us-east-1.amazonaws.com");
+    assert_int_equal(cfg->registries[0].ecr, 1);
+    assert_null(cfg->registries[0].username);
+    assert_null(cfg->registries[0].password);
+}
+
+static void check_full_services(const struct wh_config *cfg)
+{
+    assert_int_equal(cfg->n_services, 2);
     const struct wh_cfg_service *s = wh_config_service(cfg, "web");
     assert_non_null(s);
     assert_string_equal(s->target_group, "web");
@@ -334,8 +218,16 @@ static void check_full_fleet(const struct wh_config *cfg)
     assert_int_equal(s->cpu, 256);
     assert_int_equal(s->memory, 128);
     assert_true(s->stop_timeout == 30);
+    assert_int_equal(s->pull_policy, WH_PULL_ALWAYS);
+    assert_string_equal(s->log_driver, "json-file");
+    assert_int_equal(s->n_log_options, 2);
+    assert_string_equal(s->log_options[0].key, "max-size");
+    assert_string_equal(s->log_options[0].value, "10m");
+    assert_string_equal(s->log_options[1].key, "max-file");
+    assert_string_equal(s->log_options[1].value, "3");
     assert_int_equal(s->minimum_healthy_percent, 100);
     assert_int_equal(s->maximum_percent, 200);
+    assert_true(s->progress_timeout == 900);
     assert_int_equal(s->circuit_breaker_enable, 1);
     assert_int_equal(s->circuit_breaker_rollback, 1);
     assert_int_equal(s->n_strategies, 2);
@@ -348,6 +240,41 @@ static void check_full_fleet(const struct wh_config *cfg)
     assert_null(s->constraints[0].expression);
     assert_true(s->health_check_grace_period == 10);
 
+    s = wh_config_service(cfg, "worker");
+    assert_ptr_equal(s, &cfg->services[1]);
+    assert_null(s->target_group);
+    assert_int_equal(s->container_port, 0);
+    assert_int_equal(s->n_command, 3);
+    assert_int_equal(s->pull_policy, WH_PULL_MISSING);
+    assert_null(s->log_driver);
+    assert_int_equal(s->minimum_healthy_percent, 0);
+    assert_int_equal(s->maximum_percent, 100);
+    assert_true(s->progress_timeout == 600);
+    assert_null(s->strategies[0].field);
+    assert_string_equal(s->constraints[0].type, "memberOf");
+    assert_string_equal(s->constraints[0].expression, "attribute:az in [us-east-1a, local-a]");
+}
+
+static void check_full_discovery(const struct wh_config *cfg)
+{
+    const struct wh_cfg_discovery *d = &cfg->discovery;
+    assert_int_equal(d->enabled, 1);
+    assert_string_equal(d->region, "us-east-1");
+    assert_int_equal(d->n_filters, 2);
+    assert_string_equal(d->filters[0].name, "tag:wharf-cluster");
+    assert_int_equal(d->filters[0].n_values, 1);
+    assert_string_equal(d->filters[0].values[0], "prod");
+    assert_int_equal(d->filters[1].n_values, 2);
+    assert_string_equal(d->filters[1].values[1], "pending");
+    assert_true(d->interval == 30);
+    assert_int_equal(d->docker_port, 2376);
+    assert_int_equal(d->address, WH_EC2_PUBLIC_IP);
+    assert_string_equal(d->tls_key, "/etc/wharf/client.key");
+    assert_string_equal(d->endpoint, "https://ec2.us-east-1.amazonaws.com");
+}
+
+static void check_full_control(const struct wh_config *cfg)
+{
     assert_int_equal(cfg->admin.enabled, 1);
     assert_string_equal(cfg->admin.bind.text, "127.0.0.1:9901");
     assert_string_equal(cfg->admin.token_file, "/etc/wharf/admin.token");
@@ -355,6 +282,8 @@ static void check_full_fleet(const struct wh_config *cfg)
     assert_string_equal(cfg->state.dir, "/var/lib/wharf");
     assert_null(cfg->state.etcd);
     assert_true(cfg->has_hosts && cfg->has_services && cfg->has_admin && cfg->has_state);
+    assert_true(cfg->has_cluster && cfg->has_controller && cfg->has_registries &&
+                cfg->has_discovery);
 }
 
 static void test_full_example_parses_with_every_feature(void **state)
@@ -381,6 +310,9 @@ static void test_full_example_parses_with_every_feature(void **state)
     check_full_listeners(cfg);
     check_full_groups(cfg);
     check_full_fleet(cfg);
+    check_full_services(cfg);
+    check_full_discovery(cfg);
+    check_full_control(cfg);
     wh_config_free(cfg);
 }
 
@@ -390,11 +322,17 @@ static void test_full_example_staged_with_built_features(void **state)
     char *text = read_file(WH_TOP_SRCDIR "/conf/wharfd-full.conf");
     struct wh_config *cfg = load(text, STAGED, &m);
     assert_null(cfg);
-    assert_int_equal(count(&m, 0), 4);
-    assert_true(find(&m, 0, "t.conf:82: hosts: not built yet in this version; block ignored") >= 0);
-    assert_true(find(&m, 0, "t.conf:92: services: not built yet") >= 0);
-    assert_true(find(&m, 0, "t.conf:109: admin: not built yet") >= 0);
-    assert_true(find(&m, 0, "t.conf:111: state: not built yet") >= 0);
+    assert_int_equal(count(&m, 0), 8);
+    assert_true(find(&m, 0, "t.conf:82: cluster: not built yet in this version; ignored") >= 0);
+    assert_true(find(&m, 0,
+                     "t.conf:83: controller: not built yet in this version; block "
+                     "ignored") >= 0);
+    assert_true(find(&m, 0, "t.conf:85: hosts: not built yet in this version; block ignored") >= 0);
+    assert_true(find(&m, 0, "t.conf:97: registries: not built yet") >= 0);
+    assert_true(find(&m, 0, "t.conf:103: services: not built yet") >= 0);
+    assert_true(find(&m, 0, "t.conf:130: discovery: not built yet") >= 0);
+    assert_true(find(&m, 0, "t.conf:138: admin: not built yet") >= 0);
+    assert_true(find(&m, 0, "t.conf:140: state: not built yet") >= 0);
     /* access logs are built: the key is accepted */
     assert_true(find(&m, 1, "t.conf:10:") < 0);
     assert_true(find(&m, 1, "t.conf:20: listeners[http].rules: rules are not supported yet") >= 0);
@@ -411,29 +349,129 @@ static void test_full_example_staged_with_built_features(void **state)
     free(text);
 }
 
-static void test_example_loads_with_built_features(void **state)
+/* The line of path's text that starts with prefix (1-based), 0 if none. */
+static int line_of(const char *path, const char *prefix)
+{
+    char *text = read_file(path);
+    int line = 1, found = 0;
+    for (const char *p = text; *p && !found; line++) {
+        if (strncmp(p, prefix, strlen(prefix)) == 0)
+            found = line;
+        p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p);
+    }
+    free(text);
+    return found;
+}
+
+#define EXAMPLE WH_TOP_SRCDIR "/conf/wharfd.conf"
+
+static void check_example_fleet(const struct wh_config *cfg)
+{
+    assert_string_equal(cfg->cluster, "default");
+    assert_true(cfg->controller.reconcile_interval == 10);
+    assert_int_equal(cfg->n_hosts, 2);
+    assert_string_equal(cfg->hosts[0].address_ip, "127.0.0.1");
+    assert_true(cfg->hosts[0].ping_interval == 2);
+    assert_string_equal(cfg->hosts[1].address_ip, "10.0.1.5");
+    assert_int_equal(cfg->has_registries, 1);
+    assert_int_equal(cfg->n_registries, 0);
+    assert_int_equal(cfg->n_services, 1);
+    const struct wh_cfg_service *s = &cfg->services[0];
+    assert_string_equal(s->target_group, "web");
+    assert_int_equal(s->pull_policy, WH_PULL_MISSING);
+    assert_string_equal(s->log_driver, "json-file");
+    assert_string_equal(s->log_options[0].key, "max-size");
+    assert_true(s->progress_timeout == 600);
+    assert_int_equal(s->circuit_breaker_enable, 1);
+    assert_int_equal(cfg->discovery.enabled, 1);
+    assert_string_equal(cfg->discovery.region, "us-east-1");
+    assert_int_equal(cfg->admin.enabled, 1);
+}
+
+/* conf/wharfd.conf is CONFIG.md's example: it loads whole with every feature. */
+static void test_example_loads_with_every_feature(void **state)
 {
     struct msgs m = {0};
-    struct wh_config *cfg = wh_config_load(WH_TOP_SRCDIR "/conf/wharfd.conf", collect, &m);
+    struct wh_config *cfg = wh_config_load_ex(EXAMPLE, ALL, collect, &m);
     if (!cfg || m.n) {
         msgs_print(&m);
         fail_msg("wharfd.conf did not load cleanly");
     }
-    assert_int_equal(cfg->features, BUILT);
     assert_int_equal(cfg->n_listeners, 1);
+    assert_int_equal(cfg->listeners[0].n_rules, 3);
     assert_string_equal(cfg->listeners[0].bind.text, "0.0.0.0:8080");
-    assert_int_equal(cfg->listeners[0].default_action.n_forward, 1);
     const struct wh_cfg_target_group *g =
         wh_config_group(cfg, cfg->listeners[0].default_action.forward[0].target_group);
     assert_non_null(g);
     assert_string_equal(g->name, "web");
-    assert_int_equal(g->n_targets, 3);
-    for (size_t i = 0; i < 3; i++) {
-        char want[32];
-        snprintf(want, sizeof(want), "127.0.0.1:%zu", 9001 + i);
-        assert_string_equal(g->targets[i].addr.text, want);
-        assert_int_equal(port_of(&g->targets[i].addr), 9001 + (int)i);
+    assert_int_equal(g->n_targets, 2);
+    assert_int_equal(port_of(&g->targets[1].addr), 9002);
+    assert_non_null(wh_config_group(cfg, "api"));
+    assert_non_null(wh_config_group(cfg, "api-canary"));
+    check_example_fleet(cfg);
+    wh_config_free(cfg);
+}
+
+/* What conf/wharfd.conf sets that a feature stages: where (the start of its
+ * line), the key, the feature, the warning. */
+struct example_stage {
+    const char *line_start;
+    const char *key;
+    unsigned feature;
+    unsigned inside; /* the feature of the block it is in (0: top level) */
+    const char *message;
+};
+
+#define EX_BLOCK "not built yet in this version; block ignored"
+#define EX_DEPLOY "not built yet (Rolling deployments issue); accepted, no effect yet"
+
+static const struct example_stage example_stages[] = {
+    {"cluster = ", "cluster", WH_FEATURE_SERVICES, 0, "not built yet in this version; ignored"},
+    {"controller = ", "controller", WH_FEATURE_SERVICES, 0, EX_BLOCK},
+    {"hosts = ", "hosts", WH_FEATURE_FLEET, 0, EX_BLOCK},
+    {"registries = ", "registries", WH_FEATURE_FLEET, 0, EX_BLOCK},
+    {"services = ", "services", WH_FEATURE_SERVICES, 0, EX_BLOCK},
+    {"    deployment = ", "services[web].deployment.progress_timeout", WH_FEATURE_DEPLOYMENTS,
+     WH_FEATURE_SERVICES, EX_DEPLOY},
+    {"                   circuit_breaker = ", "services[web].deployment.circuit_breaker",
+     WH_FEATURE_DEPLOYMENTS, WH_FEATURE_SERVICES, EX_DEPLOY},
+    {"discovery = ", "discovery", WH_FEATURE_EC2, 0, EX_BLOCK},
+    {"admin = ", "admin", WH_FEATURE_ADMIN, 0, EX_BLOCK},
+    {"state = ", "state", WH_FEATURE_STORE, 0, EX_BLOCK},
+};
+
+/* With what this version builds: one warning for each staged feature the
+ * example sets (the blocks not built yet, at their line), nothing else. */
+static void test_example_loads_with_built_features(void **state)
+{
+    struct msgs m = {0};
+    struct wh_config *cfg = wh_config_load(EXAMPLE, collect, &m);
+    if (!cfg || count(&m, 1)) {
+        msgs_print(&m);
+        fail_msg("wharfd.conf: expected only staged-feature warnings");
     }
+    assert_int_equal(cfg->features, BUILT);
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(example_stages) / sizeof(example_stages[0]); i++) {
+        const struct example_stage *e = &example_stages[i];
+        if ((BUILT & e->feature) || (e->inside && !(BUILT & e->inside)))
+            continue;
+        char want[512];
+        snprintf(want, sizeof(want), "%s:%d: %s: %s", EXAMPLE, line_of(EXAMPLE, e->line_start),
+                 e->key, e->message);
+        if (n >= m.n || strcmp(m.line[n], want) != 0) {
+            msgs_print(&m);
+            fail_msg("expected: %s", want);
+        }
+        n++;
+    }
+    assert_int_equal(m.n, n);
+    assert_true(n > 0);
+    assert_int_equal(cfg->listeners[0].n_rules, 3);
+    assert_int_equal(cfg->has_hosts, !!(BUILT & WH_FEATURE_FLEET));
+    assert_int_equal(cfg->has_services, !!(BUILT & WH_FEATURE_SERVICES));
+    assert_int_equal(cfg->admin.enabled, !!(BUILT & WH_FEATURE_ADMIN));
+    msgs_free(&m);
     wh_config_free(cfg);
 }
 
@@ -486,10 +524,20 @@ static void test_defaults(void **state)
     assert_int_equal(g->targets[0].weight, 1);
     assert_int_equal(g->targets[0].line, 1);
 
-    assert_int_equal(cfg->n_hosts + cfg->n_services, 0);
+    assert_int_equal(cfg->n_hosts + cfg->n_services + cfg->n_registries, 0);
+    assert_string_equal(cfg->cluster, "default");
+    assert_true(cfg->controller.reconcile_interval == 10);
+    assert_true(cfg->controller.lost_task_grace == 30);
+    assert_true(cfg->controller.start_backoff_max == 900);
+    assert_int_equal(cfg->discovery.enabled, 0);
+    assert_true(cfg->discovery.interval == 30);
+    assert_int_equal(cfg->discovery.docker_port, 2376);
+    assert_int_equal(cfg->discovery.address, WH_EC2_PRIVATE_IP);
     assert_int_equal(cfg->admin.enabled, 0);
     assert_string_equal(cfg->state.dir, "/var/lib/wharf");
     assert_false(cfg->has_hosts || cfg->has_services || cfg->has_admin || cfg->has_state);
+    assert_false(cfg->has_cluster || cfg->has_controller || cfg->has_registries ||
+                 cfg->has_discovery);
     wh_config_free(cfg);
 }
 
@@ -509,33 +557,6 @@ static void test_empty_health_check_block_enables_checks_with_defaults(void **st
     assert_string_equal(hc->path, "/health");
     assert_int_equal(hc->port, 0);
     assert_string_equal(hc->matcher, "200-399");
-    wh_config_free(cfg);
-}
-
-static void test_host_and_service_defaults(void **state)
-{
-    struct msgs m;
-    struct wh_config *cfg =
-        expect_ok_f(TG_WEB "hosts = ( { id = \"h1\"; docker = \"unix:///run/docker.sock\"; } );\n"
-                           "services = ( { name = \"s\"; task = { image = \"busybox\"; }; } );\n",
-                    ALL, &m);
-    const struct wh_cfg_host *h = &cfg->hosts[0];
-    assert_int_equal(h->max_concurrent_calls, 8);
-    assert_true(h->call_timeout == 30);
-    assert_null(h->address);
-    assert_int_equal(h->n_attributes, 0);
-    const struct wh_cfg_service *s = &cfg->services[0];
-    assert_null(s->target_group);
-    assert_int_equal(s->desired_count, 1);
-    assert_int_equal(s->container_port, 0);
-    assert_int_equal(s->cpu, 0);
-    assert_int_equal(s->memory, 0);
-    assert_true(s->stop_timeout == 30);
-    assert_int_equal(s->minimum_healthy_percent, 100);
-    assert_int_equal(s->maximum_percent, 200);
-    assert_int_equal(s->circuit_breaker_enable, 0);
-    assert_int_equal(s->n_strategies + s->n_constraints, 0);
-    assert_true(s->health_check_grace_period == 0);
     wh_config_free(cfg);
 }
 
@@ -745,9 +766,11 @@ static void test_out_of_range(void **state)
     expect_error("target_groups = ( { name = \"web\";\n"
                  "  targets = ( { address = \"127.0.0.1:1\"; weight = 0; } ); } );",
                  "t.conf:2: target_groups[web].targets[0].weight: must be between 1 and 999");
-    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\"; max_concurrent_calls = 65; } );",
+    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\"; address = \"127.0.0.1\"; "
+                 "max_concurrent_calls = 65; } );",
                  "t.conf:1: hosts[h].max_concurrent_calls: must be between 1 and 64");
-    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\"; call_timeout = 601; } );",
+    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\"; address = \"127.0.0.1\"; "
+                 "call_timeout = 601; } );",
                  "t.conf:1: hosts[h].call_timeout: must be between 1 and 600");
 }
 
@@ -893,8 +916,8 @@ static void test_duplicate_targets(void **state)
 static void test_duplicate_host_ids_and_service_names(void **state)
 {
     expect_errors("hosts = (\n"
-                  "  { id = \"h\"; docker = \"unix:///a\"; },\n"
-                  "  { id = \"h\"; docker = \"unix:///b\"; } );\n"
+                  "  { id = \"h\"; docker = \"unix:///a\"; address = \"127.0.0.1\"; },\n"
+                  "  { id = \"h\"; docker = \"unix:///b\"; address = \"127.0.0.1\"; } );\n"
                   "services = (\n"
                   "  { name = \"s\"; task = { image = \"i\"; }; },\n"
                   "  { name = \"s\"; task = { image = \"i\"; }; } );\n",
@@ -1300,77 +1323,7 @@ static void test_names(void **state)
     expect_ok("target_groups = ( { name = \"Web_1.v-2\"; } );", ALL);
 }
 
-/* ---- fleet, services, admin, state ---- */
-
-static void test_hosts_validation(void **state)
-{
-    expect_error("hosts = ( { id = \"h\"; docker = \"http://x:2375\"; } );",
-                 "t.conf:1: hosts[h].docker: \"http://x:2375\" is not a Docker endpoint");
-    expect_error("hosts = ( { id = \"h\"; docker = \"tcp://x\"; } );",
-                 "t.conf:1: hosts[h].docker: \"tcp://x\" is not a Docker endpoint");
-    expect_error("hosts = ( { id = \"h\"; docker = \"unix://relative\"; } );",
-                 "t.conf:1: hosts[h].docker: ");
-    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\";\n"
-                 "  tls = { ca = \"/a\"; cert = \"/b\"; key = \"/c\"; }; } );",
-                 "t.conf:2: hosts[h].tls: only for tcp:// Docker endpoints");
-    expect_error("hosts = ( { id = \"h\"; docker = \"tcp://10.0.0.1:2376\";\n"
-                 "  tls = { ca = \"/a\"; cert = \"/b\"; }; } );",
-                 "t.conf:2: hosts[h].tls.key: required key is missing");
-    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\"; address = \"1.2.3.4:80\"; } );",
-                 "t.conf:1: hosts[h].address: \"1.2.3.4:80\" is not an IP address or host name");
-    expect_error("hosts = ( { id = \"h\"; docker = \"unix:///d\";\n"
-                 "  attributes = { az = 1; }; } );",
-                 "t.conf:2: hosts[h].attributes.az: expected a string");
-    expect_ok("hosts = ( { id = \"h\"; docker = \"tcp://[fd00::1]:2376\"; address = \"fd00::1\"; "
-              "} );",
-              ALL);
-}
-
-static void test_services_validation(void **state)
-{
-    expect_error(TG_WEB "services = ( { name = \"s\"; target_group = \"web\";\n"
-                        "  task = { image = \"i\"; }; } );\n",
-                 "t.conf:3: services[s].task.container_port: required when the service has a "
-                 "target_group");
-    expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
-                 "  deployment = { minimum_healthy_percent = 100; maximum_percent = 100; }; } );\n",
-                 "t.conf:2: services[s].deployment: minimum_healthy_percent 100 with "
-                 "maximum_percent 100");
-    expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
-                 "  deployment = { maximum_percent = 201; }; } );\n",
-                 "t.conf:2: services[s].deployment.maximum_percent: must be between 100 and 200");
-    expect_error("services = ( { name = \"s\"; task = { image = \"i\";\n"
-                 "  env = { PORT = 8080; }; }; } );\n",
-                 "t.conf:2: services[s].task.env.PORT: expected a string (quote numbers");
-    expect_error(
-        "services = ( { name = \"s\"; task = { image = \"i\"; };\n"
-        "  placement = { strategy = ( { type = \"binpack\"; field = \"disk\"; } ); }; } );\n",
-        "t.conf:2: services[s].placement.strategy[0].field: binpack needs field \"cpu\" "
-        "or \"memory\"");
-    expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
-                 "  placement = { strategy = ( { type = \"spread\"; } ); }; } );\n",
-                 "t.conf:2: services[s].placement.strategy[0].field: spread needs field");
-    expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
-                 "  placement = { strategy = ( { type = \"pack\"; } ); }; } );\n",
-                 "t.conf:2: services[s].placement.strategy[0].type: \"pack\" is not one of");
-    expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
-                 "  placement = { constraints = ( { type = \"memberOf\"; } ); }; } );\n",
-                 "t.conf:2: services[s].placement.constraints[0].expression: memberOf needs an "
-                 "expression");
-    struct msgs m;
-    struct wh_config *cfg = expect_ok_f(
-        "services = ( { name = \"s\"; task = { image = \"i\"; command = [ \"/app\", \"-v\" ]; };\n"
-        "  placement = { strategy = ( { type = \"random\"; } );\n"
-        "    constraints = ( { type = \"memberOf\"; expression = \"attribute:az == a\"; } ); }; "
-        "} );\n",
-        ALL, &m);
-    const struct wh_cfg_service *s = &cfg->services[0];
-    assert_int_equal(s->n_command, 2);
-    assert_string_equal(s->command[1], "-v");
-    assert_null(s->strategies[0].field);
-    assert_string_equal(s->constraints[0].expression, "attribute:az == a");
-    wh_config_free(cfg);
-}
+/* ---- admin, state ---- */
 
 static void test_admin_validation(void **state)
 {
@@ -1574,9 +1527,10 @@ static void test_staging_unbuilt_block_warns_and_is_dropped(void **state)
     msgs_free(&m);
     wh_config_free(cfg);
 
-    cfg = expect_ok_f(MIN "hosts = ( { id = \"h\"; docker = \"unix:///d\"; } );\n"
-                          "state = { etcd = [ \"http://e:2379\" ]; };\n",
-                      BUILT, &m);
+    cfg = expect_ok_f(
+        MIN "hosts = ( { id = \"h\"; docker = \"unix:///d\"; address = \"127.0.0.1\"; } );\n"
+            "state = { etcd = [ \"http://e:2379\" ]; };\n",
+        ALL & ~(WH_FEATURE_FLEET | WH_FEATURE_STORE), &m);
     assert_int_equal(count(&m, 0), 2);
     assert_int_equal(cfg->has_hosts + cfg->has_state, 0);
     assert_null(cfg->hosts);
@@ -1591,7 +1545,7 @@ static void test_staging_unbuilt_block_is_still_validated(void **state)
     struct msgs m;
     assert_null(load(MIN "services = ( { name = \"s\"; target_group = \"nope\";\n"
                          "  task = { image = \"i\"; container_port = 80; }; } );\n",
-                     BUILT, &m));
+                     ALL & ~WH_FEATURE_SERVICES, &m));
     assert_int_equal(m.n, 2);
     assert_true(find(&m, 0, "t.conf:4: services: not built yet") >= 0);
     assert_true(find(&m, 1, "t.conf:4: services[s].target_group: no target group is named") >= 0);
@@ -1714,6 +1668,8 @@ static void test_feature_names(void **state)
     assert_string_equal(wh_feature_name(WH_FEATURE_TLS), "tls");
     assert_string_equal(wh_feature_name(WH_FEATURE_SERVICES), "services");
     assert_string_equal(wh_feature_name(WH_FEATURE_PASSIVE), "passive");
+    assert_string_equal(wh_feature_name(WH_FEATURE_DEPLOYMENTS), "deployments");
+    assert_string_equal(wh_feature_name(WH_FEATURE_EC2), "ec2");
     assert_null(wh_feature_name(0));
     assert_null(wh_feature_name(WH_FEATURE_TLS | WH_FEATURE_RULES));
     assert_null(wh_feature_name(1u << 31));
@@ -1830,11 +1786,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_example_parses_with_every_feature),
         cmocka_unit_test(test_full_example_staged_with_built_features),
+        cmocka_unit_test(test_example_loads_with_every_feature),
         cmocka_unit_test(test_example_loads_with_built_features),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_empty_file_is_valid),
         cmocka_unit_test(test_empty_health_check_block_enables_checks_with_defaults),
-        cmocka_unit_test(test_host_and_service_defaults),
         cmocka_unit_test(test_size_values),
         cmocka_unit_test(test_size_errors),
         cmocka_unit_test(test_size_ranges),
@@ -1875,8 +1831,6 @@ int main(void)
         cmocka_unit_test(test_source_ip_cidrs),
         cmocka_unit_test(test_https_needs_certificates),
         cmocka_unit_test(test_names),
-        cmocka_unit_test(test_hosts_validation),
-        cmocka_unit_test(test_services_validation),
         cmocka_unit_test(test_admin_validation),
         cmocka_unit_test(test_state_validation),
         cmocka_unit_test(test_all_errors_reported_in_line_order),
