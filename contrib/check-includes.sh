@@ -24,7 +24,7 @@ others=${others%|}
 rules=$(sed "s/@OTHERS@/$others/g" <<'TABLE'
 evhttp     ^(src|include)/ ^src/api/ ^(evhttp\.h|event2/(http|http_struct|http_compat|keyvalq_struct)\.h)$ - evhttp's lenient parser is for the admin API: only src/api/ includes it
 libconfig  ^(src|include)/ ^src/config/ ^libconfig\.h$ - libconfig appears only in src/config/
-libcurl    ^(src|include)/ ^(src/core/curl_event\.c|include/wharf/curl_event\.h)$|^src/(runtime|hosts|cli)/ ^(curl/.*|wharf/curl_event\.h)$ - libcurl only in core's curl glue and its callers src/runtime/, src/hosts/, src/cli/
+libcurl    ^(src|include)/ ^(src/core/curl_event\.c|include/wharf/curl_event\.h|src/main\.c)$|^src/(runtime|hosts|cli)/ ^(curl/.*|wharf/curl_event\.h)$ - libcurl only in core's curl glue, its callers src/runtime/, src/hosts/, src/cli/, and main.c, which starts the glue
 proxy      ^src/proxy/ - ^(wharf/(controller|runtime|api|store)(-t)?\.h|(\.\./)?(controller|runtime|api|store)/.*)$ - the proxy never includes the controller, the runtime, the admin API or the store
 core       ^src/core/|^include/wharf/(log|lag|curl_event|addr|obj|query)\.h$ - ^(wharf/.*|\.\./.*|(@OTHERS@)/.*)$ ^wharf/(log|lag|curl_event|addr|obj|query)\.h$ core includes nothing of ours outside core (only wharf/log.h, lag.h, curl_event.h, addr.h, obj.h, query.h)
 api-below  ^src/(targets|http|config)/|^include/wharf/(targets|http|config)(-t)?\.h$ - ^(wharf/api(-t)?\.h|(\.\./)?api/.*)$ - targets/, http/ and config/ never include the admin API

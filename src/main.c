@@ -23,6 +23,9 @@
 #include "wharf/api.h"
 #include "wharf/lag.h"
 #include "wharf/config.h"
+#include "wharf/controller.h"
+#include "wharf/curl_event.h"
+#include "wharf/hosts.h"
 #include "wharf/log.h"
 #include "wharf/obj.h"
 #include "wharf/proxy.h"
@@ -74,6 +77,9 @@ struct wh_daemon {
     struct wh_lag *lag;         /* the control loop's own lag */
     struct wh_api *api;         /* NULL without an admin block */
     struct wh_targets *targets; /* the target registry and health checks */
+    struct wh_curl_loop *curl;  /* libcurl on the control loop (the runtimes' calls) */
+    struct wh_hosts *hosts;     /* the fleet's Docker engines */
+    struct wh_controller *ctl;  /* keeps the services on the fleet */
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
 };
 
@@ -266,6 +272,70 @@ static int start_targets(struct wh_daemon *d)
     return 0;
 }
 
+/* ---- the fleet: hosts of the file, and the controller's services ---- */
+
+#define WH_MAX_HOST_ATTRS 64
+
+static int add_host(struct wh_daemon *d, const struct wh_cfg_host *c)
+{
+    struct wh_host_attr attrs[WH_MAX_HOST_ATTRS];
+    size_t n = c->n_attributes < WH_MAX_HOST_ATTRS ? c->n_attributes : WH_MAX_HOST_ATTRS;
+    for (size_t i = 0; i < n; i++)
+        attrs[i] = (struct wh_host_attr){c->attributes[i].key, c->attributes[i].value};
+    struct wh_host_params p = {
+        .id = c->id,
+        .docker = c->docker,
+        .address = c->address_ip ? c->address_ip : c->address,
+        .tls_ca = c->tls_ca,
+        .tls_cert = c->tls_cert,
+        .tls_key = c->tls_key,
+        .max_concurrent_calls = c->max_concurrent_calls,
+        .call_timeout = c->call_timeout,
+        .ping_interval = c->ping_interval,
+        .unreachable_after = c->unreachable_after,
+        .draining = c->draining,
+        .attributes = attrs,
+        .n_attributes = n,
+        .source = WH_HOST_SOURCE_CONFIG,
+    };
+    char err[WH_ERR_LEN];
+    if (wh_hosts_add(d->hosts, &p, err, sizeof(err)))
+        return 0;
+    wh_log_error("main", "host %s: %s", c->id, err);
+    return -1;
+}
+
+static int start_fleet(struct wh_daemon *d)
+{
+    char err[WH_ERR_LEN] = "";
+    if (wh_curl_global_init() < 0 || !(d->curl = wh_curl_loop_new(d->base)) ||
+        !(d->hosts = wh_hosts_new(d->base, d->curl)) ||
+        !(d->ctl = wh_controller_new(d->base, d->hosts, d->targets)))
+        return -1;
+    for (size_t i = 0; i < d->cfg->n_hosts; i++)
+        if (add_host(d, &d->cfg->hosts[i]) < 0)
+            return -1;
+    if (wh_controller_apply(d->ctl, d->cfg, err, sizeof(err)) < 0) {
+        wh_log_error("main", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Hosts added to the file join; removed ones drain first. */
+static void reload_fleet(struct wh_daemon *d, const struct wh_config *cfg)
+{
+    for (size_t i = 0; i < d->cfg->n_hosts; i++)
+        if (!wh_config_host(cfg, d->cfg->hosts[i].id))
+            wh_hosts_remove(d->hosts, d->cfg->hosts[i].id);
+    for (size_t i = 0; i < cfg->n_hosts; i++)
+        if (!wh_hosts_find(d->hosts, cfg->hosts[i].id))
+            add_host(d, &cfg->hosts[i]);
+    char err[WH_ERR_LEN] = "";
+    if (wh_controller_apply(d->ctl, cfg, err, sizeof(err)) < 0)
+        wh_log_error("main", "reload: services: %s", err);
+}
+
 static void report_reload_error(void *arg, int is_error, const char *line)
 {
     if (is_error)
@@ -306,6 +376,7 @@ static void daemon_reload(struct wh_daemon *d)
     char err[WH_ERR_LEN];
     if (wh_targets_set_groups(d->targets, cfg, err, sizeof(err)) < 0)
         wh_log_error("main", "reload: targets: %s", err);
+    reload_fleet(d, cfg);
     holder_release(d->holder);
     d->holder = h;
     d->cfg = cfg;
@@ -402,7 +473,7 @@ static int daemon_start(struct wh_daemon *d)
     evsignal_add(d->sig_term, NULL);
     evsignal_add(d->sig_int, NULL);
     evsignal_add(d->sig_hup, NULL);
-    if (start_targets(d) < 0 || start_admin(d) < 0)
+    if (start_targets(d) < 0 || start_fleet(d) < 0 || start_admin(d) < 0)
         return -1;
     for (int i = 0; i < d->n_workers; i++)
         if (pthread_create(&d->workers[i].thread, NULL, worker_main, &d->workers[i]) != 0)
@@ -431,7 +502,10 @@ static void daemon_stop(struct wh_daemon *d)
         event_free(d->sig_usr1);
     wh_access_log_free(d->alog);
     wh_api_free(d->api);
+    wh_controller_free(d->ctl); /* before what it watches: the hosts and the registry */
+    wh_hosts_free(d->hosts);
     wh_targets_free(d->targets);
+    wh_curl_loop_free(d->curl);
     wh_lag_free(d->lag);
     if (d->holder)
         holder_release(d->holder);

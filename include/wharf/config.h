@@ -350,7 +350,7 @@ struct wh_config {
 #define WH_FEATURES_BUILT                                                                          \
     (WH_FEATURE_ACCESS_LOG | WH_FEATURE_ADMIN | WH_FEATURE_HEALTH | WH_FEATURE_PASSIVE |           \
      WH_FEATURE_TLS | WH_FEATURE_RULES | WH_FEATURE_ALGORITHMS | WH_FEATURE_STICKINESS |           \
-     WH_FEATURE_SLOW_START)
+     WH_FEATURE_SLOW_START | WH_FEATURE_FLEET | WH_FEATURE_SERVICES)
 
 /* "tls", "rules", ... for one WH_FEATURE_* bit; NULL for anything else. */
 const char *wh_feature_name(unsigned feature);
