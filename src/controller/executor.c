@@ -161,6 +161,19 @@ void wh_ctl_container_event(struct wh_controller *ctl, const char *host,
     }
 }
 
+/* ---- operations ---- */
+
+/* An operation's answer arrived: the op goes, its task (NULL when the task
+ * went meanwhile) and controller come back. */
+static struct ctl_task *op_done(void *arg, struct wh_controller **ctl)
+{
+    struct ctl_op *op = arg;
+    struct ctl_task *t = wh_ctl_op_task(op);
+    *ctl = op->ctl;
+    wh_ctl_op_free(op);
+    return t;
+}
+
 /* ---- starting a task ---- */
 
 static void start_failed(struct wh_controller *ctl, struct ctl_task *t, const char *why)
@@ -185,10 +198,8 @@ static void start_failed(struct wh_controller *ctl, struct ctl_task *t, const ch
 
 static void inspect_done(void *arg, const struct wh_rt_error *err, const struct wh_rt_container *c)
 {
-    struct ctl_op *op = arg;
-    struct ctl_task *t = wh_ctl_op_task(op);
-    struct wh_controller *ctl = op->ctl;
-    wh_ctl_op_free(op);
+    struct wh_controller *ctl;
+    struct ctl_task *t = op_done(arg, &ctl);
     if (!t)
         return;
     if (err->kind != WH_RT_OK || !c->running || !c->host_port) {
@@ -221,10 +232,8 @@ static int step(struct wh_controller *ctl, struct ctl_task *t, struct ctl_op **o
 
 static void started(void *arg, const struct wh_rt_error *err)
 {
-    struct ctl_op *op = arg;
-    struct ctl_task *t = wh_ctl_op_task(op);
-    struct wh_controller *ctl = op->ctl;
-    wh_ctl_op_free(op);
+    struct wh_controller *ctl;
+    struct ctl_task *t = op_done(arg, &ctl);
     if (!t)
         return;
     struct wh_host *h = wh_ctl_host(ctl, t->host);
@@ -244,10 +253,8 @@ static void started(void *arg, const struct wh_rt_error *err)
 
 static void created(void *arg, const struct wh_rt_error *err, const char *id)
 {
-    struct ctl_op *op = arg;
-    struct ctl_task *t = wh_ctl_op_task(op);
-    struct wh_controller *ctl = op->ctl;
-    wh_ctl_op_free(op);
+    struct wh_controller *ctl;
+    struct ctl_task *t = op_done(arg, &ctl);
     if (!t)
         return;
     struct wh_host *h = wh_ctl_host(ctl, t->host);
@@ -311,10 +318,8 @@ static int create_container(struct wh_controller *ctl, struct ctl_task *t,
 
 static void image_ready(void *arg, const struct wh_rt_error *err)
 {
-    struct ctl_op *op = arg;
-    struct ctl_task *t = wh_ctl_op_task(op);
-    struct wh_controller *ctl = op->ctl;
-    wh_ctl_op_free(op);
+    struct wh_controller *ctl;
+    struct ctl_task *t = op_done(arg, &ctl);
     if (!t)
         return;
     struct ctl_service *s = wh_ctl_service(ctl, t->service);
@@ -361,10 +366,8 @@ static void act_start(struct wh_controller *ctl, const struct wh_plan_action *a)
 
 static void removed(void *arg, const struct wh_rt_error *err)
 {
-    struct ctl_op *op = arg;
-    struct ctl_task *t = wh_ctl_op_task(op);
-    struct wh_controller *ctl = op->ctl;
-    wh_ctl_op_free(op);
+    struct wh_controller *ctl;
+    struct ctl_task *t = op_done(arg, &ctl);
     if (!t)
         return;
     if (err->kind != WH_RT_OK && !wh_rt_error_not_found(err)) {
@@ -393,10 +396,8 @@ static void remove_container(struct wh_controller *ctl, struct ctl_task *t)
 
 static void stopped(void *arg, const struct wh_rt_error *err)
 {
-    struct ctl_op *op = arg;
-    struct ctl_task *t = wh_ctl_op_task(op);
-    struct wh_controller *ctl = op->ctl;
-    wh_ctl_op_free(op);
+    struct wh_controller *ctl;
+    struct ctl_task *t = op_done(arg, &ctl);
     if (!t)
         return;
     if (err->kind != WH_RT_OK && !wh_rt_error_not_found(err))

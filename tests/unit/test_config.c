@@ -1423,6 +1423,15 @@ static void test_missing_file(void **state)
     assert_null(wh_config_load("/nonexistent/wharfd.conf", NULL, NULL));
 }
 
+/* path gets text (a test's own file). */
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 static void test_include_relative_to_file(void **state)
 {
     char dir[] = "/tmp/wharf-test-config-XXXXXX";
@@ -1430,14 +1439,8 @@ static void test_include_relative_to_file(void **state)
     char main_path[128], inc_path[128];
     snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
     snprintf(inc_path, sizeof(inc_path), "%s/groups.conf", dir);
-    FILE *f = fopen(inc_path, "w");
-    assert_non_null(f);
-    fputs("target_groups = ( { name = \"web\";\n  slow_start = 5; } );\n", f);
-    fclose(f);
-    f = fopen(main_path, "w");
-    assert_non_null(f);
-    fputs("workers = 2;\n@include \"groups.conf\"\n", f);
-    fclose(f);
+    write_text(inc_path, "target_groups = ( { name = \"web\";\n  slow_start = 5; } );\n");
+    write_text(main_path, "workers = 2;\n@include \"groups.conf\"\n");
     struct msgs m = {0};
     assert_null(wh_config_load_ex(main_path, ALL, collect, &m));
     assert_int_equal(m.n, 1);
@@ -1447,10 +1450,7 @@ static void test_include_relative_to_file(void **state)
         fail_msg("got \"%s\"", m.line[0]);
     msgs_free(&m);
 
-    f = fopen(inc_path, "w");
-    assert_non_null(f);
-    fputs("# groups\nlog = { level = ; };\n", f);
-    fclose(f);
+    write_text(inc_path, "# groups\nlog = { level = ; };\n");
     assert_null(wh_config_load_ex(main_path, ALL, collect, &m));
     assert_int_equal(m.n, 1);
     snprintf(want, sizeof(want), "%s:2: syntax error: ", inc_path);
@@ -1472,15 +1472,9 @@ static void test_include_absolute_path(void **state)
     char main_path[128], inc_path[128], text[256];
     snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
     snprintf(inc_path, sizeof(inc_path), "%s/groups.conf", other);
-    FILE *f = fopen(inc_path, "w");
-    assert_non_null(f);
-    fputs("target_groups = ( { name = \"web\";\n  slow_start = 5; } );\n", f);
-    fclose(f);
-    f = fopen(main_path, "w");
-    assert_non_null(f);
+    write_text(inc_path, "target_groups = ( { name = \"web\";\n  slow_start = 5; } );\n");
     snprintf(text, sizeof(text), "workers = 2;\n  @include \"%s\"\n", inc_path);
-    fputs(text, f);
-    fclose(f);
+    write_text(main_path, text);
     struct msgs m = {0};
     assert_null(wh_config_load_ex(main_path, ALL, collect, &m));
     assert_int_equal(m.n, 1);
@@ -1489,10 +1483,7 @@ static void test_include_absolute_path(void **state)
     if (strncmp(m.line[0], want, strlen(want)) != 0)
         fail_msg("got \"%s\"", m.line[0]);
     msgs_free(&m);
-    f = fopen(inc_path, "w");
-    assert_non_null(f);
-    fputs("target_groups = ( { name = \"web\"; } );\n", f);
-    fclose(f);
+    write_text(inc_path, "target_groups = ( { name = \"web\"; } );\n");
     struct wh_config *cfg = wh_config_load_ex(main_path, ALL, collect, &m);
     assert_non_null(cfg);
     assert_int_equal(cfg->n_target_groups, 1);
