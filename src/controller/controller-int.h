@@ -80,8 +80,9 @@ struct ctl_task {
     char target[96];                 /* "ADDR:PORT" while registered */
     int tracked;                     /* adopted, reported or started by us */
     int lost;
-    int busy;         /* an operation of ours is in flight on it */
-    int stop_pending; /* STOP decided while busy: run it when the operation ends */
+    int busy;               /* an operation of ours is in flight on it */
+    int stop_pending;       /* STOP decided while busy: run it when the operation ends */
+    char docker_health[16]; /* Docker's HEALTHCHECK: starting, healthy, unhealthy; "" = none */
     char stopped_reason[128];
 };
 TAILQ_HEAD(ctl_tasks, ctl_task);
@@ -109,8 +110,15 @@ struct ctl_host {
     struct wh_runtime *watch_rt; /* the runtime the watch runs on */
 };
 
+/* Credentials for pulls from one registry (the file's registries). */
+struct ctl_registry {
+    char *server, *username, *password;
+};
+
 struct wh_controller {
     unsigned magic;
+    struct ctl_registry *registries;
+    size_t n_registries;
     struct event_base *base;
     struct wh_hosts *hosts;
     struct wh_targets *targets;
@@ -146,6 +154,10 @@ struct ctl_op *wh_ctl_op_new(struct wh_controller *ctl, struct ctl_task *t);
 void wh_ctl_op_free(struct ctl_op *op);
 /* The op of a runtime callback (checked); NULL when its task went. */
 struct ctl_task *wh_ctl_op_task(struct ctl_op *op);
+
+/* The credentials for image's registry (HOST[:PORT] before its first '/',
+ * when that part names a host), or NULL: anonymous. */
+const struct ctl_registry *wh_ctl_registry_for(const struct wh_controller *ctl, const char *image);
 
 /* ---- executor.c ---- */
 /* Run one plan's actions (plan's inputs point into ctl's state). */

@@ -14,6 +14,7 @@
 #include <sys/time.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -226,6 +227,52 @@ static int services_build(struct wh_controller *ctl, const struct wh_config *cfg
     return 0;
 }
 
+static void registries_free(struct wh_controller *ctl)
+{
+    for (size_t i = 0; i < ctl->n_registries; i++) {
+        struct ctl_registry *r = &ctl->registries[i];
+        free(r->server);
+        free(r->username);
+        if (r->password)
+            OPENSSL_cleanse(r->password, strlen(r->password));
+        free(r->password);
+    }
+    free(ctl->registries);
+    ctl->registries = NULL;
+    ctl->n_registries = 0;
+}
+
+static void registries_copy(struct wh_controller *ctl, const struct wh_config *cfg)
+{
+    registries_free(ctl);
+    ctl->registries = calloc(cfg->n_registries + 1, sizeof(*ctl->registries));
+    for (size_t i = 0; ctl->registries && i < cfg->n_registries; i++) {
+        const struct wh_cfg_registry *c = &cfg->registries[i];
+        if (c->ecr)
+            continue; /* ECR tokens come with the EC2 support */
+        struct ctl_registry *r = &ctl->registries[ctl->n_registries++];
+        r->server = dup_or_null(c->server);
+        r->username = dup_or_null(c->username);
+        r->password = dup_or_null(c->password);
+    }
+}
+
+const struct ctl_registry *wh_ctl_registry_for(const struct wh_controller *ctl, const char *image)
+{
+    const char *slash = strchr(image, '/');
+    size_t n = slash ? (size_t)(slash - image) : 0;
+    /* Docker's rule: the first component is a registry when it has a dot,
+     * a port or is localhost; else the image is on Docker Hub. */
+    if (!n ||
+        !(memchr(image, '.', n) || memchr(image, ':', n) || strncmp(image, "localhost", n) == 0))
+        return NULL;
+    for (size_t i = 0; i < ctl->n_registries; i++)
+        if (strlen(ctl->registries[i].server) == n &&
+            strncmp(ctl->registries[i].server, image, n) == 0)
+            return &ctl->registries[i];
+    return NULL;
+}
+
 int wh_controller_apply(struct wh_controller *ctl, const struct wh_config *cfg, char *err,
                         size_t errlen)
 {
@@ -241,6 +288,7 @@ int wh_controller_apply(struct wh_controller *ctl, const struct wh_config *cfg, 
     free(ctl->services);
     ctl->services = v;
     ctl->n_services = n;
+    registries_copy(ctl, cfg);
     snprintf(ctl->cluster, sizeof(ctl->cluster), "%s", cfg->cluster ? cfg->cluster : "default");
     ctl->reconcile_interval = cfg->controller.reconcile_interval;
     ctl->lost_task_grace = cfg->controller.lost_task_grace;
@@ -528,8 +576,13 @@ static void fill_service(struct wh_plan_service *p, const struct ctl_service *s)
 static enum wh_task_health task_health(struct wh_controller *ctl, const struct ctl_task *t)
 {
     const struct ctl_service *s = wh_ctl_service(ctl, t->service);
-    if (s && !s->target_group)
-        return t->state == WH_TASK_RUNNING ? WH_HEALTH_HEALTHY : WH_HEALTH_NONE;
+    if (s && !s->target_group) { /* Docker's HEALTHCHECK when the image has one, else running */
+        if (t->state != WH_TASK_RUNNING)
+            return WH_HEALTH_NONE;
+        if (!t->docker_health[0] || strcmp(t->docker_health, "healthy") == 0)
+            return WH_HEALTH_HEALTHY;
+        return strcmp(t->docker_health, "unhealthy") == 0 ? WH_HEALTH_UNHEALTHY : WH_HEALTH_INITIAL;
+    }
     if (!t->registered_in[0])
         return WH_HEALTH_NONE;
     const struct wh_target *tg = wh_targets_find(ctl->targets, t->registered_in, t->target);
@@ -753,6 +806,7 @@ void wh_controller_free(struct wh_controller *ctl)
     for (size_t i = 0; i < ctl->n_services; i++)
         service_clear(&ctl->services[i]);
     free(ctl->services);
+    registries_free(ctl);
     if (ctl->kick)
         event_free(ctl->kick);
     if (ctl->interval)

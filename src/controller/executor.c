@@ -156,6 +156,8 @@ void wh_ctl_container_event(struct wh_controller *ctl, const char *host,
     if (strcmp(ev->action, "die") == 0 || strcmp(ev->action, "oom") == 0) {
         if (t->state == WH_TASK_RUNNING && !t->busy)
             task_died(ctl, t, ev->exit_code);
+    } else if (strncmp(ev->action, "health_status: ", 15) == 0) {
+        snprintf(t->docker_health, sizeof(t->docker_health), "%s", ev->action + 15);
     } else if (strcmp(ev->action, "destroy") == 0 && !t->busy) {
         wh_ctl_task_free(ctl, t);
     }
@@ -211,6 +213,7 @@ static void inspect_done(void *arg, const struct wh_rt_error *err, const struct 
         return;
     }
     t->busy = 0;
+    snprintf(t->docker_health, sizeof(t->docker_health), "%s", c->health);
     t->host_port = c->host_port;
     t->state = WH_TASK_RUNNING;
     t->started_at = wh_ctl_now();
@@ -353,9 +356,11 @@ static void act_start(struct wh_controller *ctl, const struct wh_plan_action *a)
     t->memory = s->memory;
     wh_host_reserve(h, t->cpu, t->memory);
     t->reserved = 1;
+    const struct ctl_registry *r = wh_ctl_registry_for(ctl, s->image);
+    struct wh_rt_auth auth = {r ? r->username : NULL, r ? r->password : NULL, r ? r->server : NULL};
     struct ctl_op *op;
-    if (step(ctl, t, &op) < 0 ||
-        wh_rt_image_pull(wh_host_runtime(h), s->image, NULL, s->pull, image_ready, op) < 0) {
+    if (step(ctl, t, &op) < 0 || wh_rt_image_pull(wh_host_runtime(h), s->image, r ? &auth : NULL,
+                                                  s->pull, image_ready, op) < 0) {
         if (op)
             wh_ctl_op_free(op);
         start_failed(ctl, t, "out of memory");
