@@ -153,6 +153,14 @@ static void delete_target(struct wh_targets *reg, struct evhttp_request *req, co
         [-WH_TARGETS_NO_TARGET] = "no such target in this group",
         [-WH_TARGETS_BAD_ADDRESS] = "write the target as IP:port or [IPv6]:port (percent-encoded)",
     };
+    const struct wh_target *t = wh_targets_find(reg, group, addr);
+    if (t && t->state != WH_TARGET_DRAINING && strncmp(t->source, "service:", 8) == 0) {
+        char msg[WH_TARGET_SOURCE_MAX + 96];
+        snprintf(msg, sizeof(msg), "this target is a task of %s: scale or stop the service instead",
+                 t->source);
+        wh_api_reply_error(req, 409, "Conflict", msg);
+        return;
+    }
     int rc = wh_targets_deregister(reg, group, addr);
     if (rc == WH_TARGETS_OK)
         reply_target(reg, req, 202, group, addr);

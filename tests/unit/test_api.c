@@ -283,6 +283,17 @@ static void test_target_errors(void **state)
     assert_error(&r, 404, "TargetNotFound");
     r = call(f, EVHTTP_REQ_DELETE, "/v1/target-groups/web/targets/bad", TOKEN, NULL);
     assert_error(&r, 400, "InvalidAddress");
+    /* A service's task is the controller's to deregister: 409, and nothing drains. */
+    char err[WH_ERR_LEN];
+    assert_int_equal(
+        wh_targets_register(f->reg, "web", "127.0.0.1:9005", 1, "service:shop", err, sizeof(err)),
+        0);
+    r = call(f, EVHTTP_REQ_DELETE, "/v1/target-groups/web/targets/127.0.0.1%3A9005", TOKEN, NULL);
+    assert_error(&r, 409, "Conflict");
+    assert_non_null(strstr(r.body, "service:shop"));
+    assert_int_equal(wh_targets_find(f->reg, "web", "127.0.0.1:9005")->state, WH_TARGET_HEALTHY);
+    r = call(f, EVHTTP_REQ_POST, uri, TOKEN, "{\"address\": \"127.0.0.1:9005\"}");
+    assert_error(&r, 409, "TargetAlreadyRegistered");
     r = call(f, EVHTTP_REQ_DELETE, "/v1/target-groups/web/targets/127.0.0.1%3A9001", TOKEN, NULL);
     assert_int_equal(r.status, 202);
     cJSON *t = cJSON_Parse(r.body);
