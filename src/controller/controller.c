@@ -687,6 +687,53 @@ static void after_plan(struct wh_controller *ctl, const struct wh_plan *plan)
     }
 }
 
+/* Hosts being removed leave once no task of ours is on them (or they went
+ * unreachable: nothing more can be asked of them) and no call is pending. */
+static int host_in_use(struct wh_controller *ctl, const char *id)
+{
+    struct ctl_task *t;
+    TAILQ_FOREACH(t, &ctl->tasks, link)
+    if (strcmp(t->host, id) == 0 && !t->lost)
+        return 1;
+    struct ctl_op *op;
+    TAILQ_FOREACH(op, &ctl->ops, link)
+    if (strcmp(op->host, id) == 0)
+        return 1;
+    return 0;
+}
+
+static void collect_removed(void *arg, struct wh_host *h)
+{
+    struct wh_host **out = arg;
+    if (!*out && wh_host_removing(h))
+        *out = h;
+}
+
+static void forget_removed_hosts(struct wh_controller *ctl)
+{
+    for (;;) {
+        struct wh_host *h = NULL;
+        wh_hosts_foreach(ctl->hosts, collect_removed, &h);
+        if (!h || (wh_host_state(h) != WH_HOST_UNREACHABLE && host_in_use(ctl, wh_host_id(h))))
+            return;
+        struct ctl_host *k = known_host(ctl, wh_host_id(h));
+        if (k && k->watch) {
+            wh_rt_events_stop(k->watch_rt, k->watch);
+            k->watch = NULL;
+        }
+        if (k)
+            k->listed = 0;
+        struct ctl_task *t, *next;
+        for (t = TAILQ_FIRST(&ctl->tasks); t; t = next) {
+            next = TAILQ_NEXT(t, link);
+            if (strcmp(t->host, wh_host_id(h)) == 0)
+                wh_ctl_task_free(ctl, t);
+        }
+        wh_log_info("controller", "host %s: removed from the fleet", wh_host_id(h));
+        wh_hosts_forget(ctl->hosts, h);
+    }
+}
+
 static void arm_wake(struct wh_controller *ctl, double wake_at)
 {
     if (wake_at <= 0)
@@ -719,6 +766,7 @@ static void reconcile(struct wh_controller *ctl)
     }
     wh_ctl_execute(ctl, plan);
     after_plan(ctl, plan);
+    forget_removed_hosts(ctl);
     arm_wake(ctl, plan->wake_at);
     wh_plan_free(plan);
     inputs_free(&in);
