@@ -1,8 +1,9 @@
 /* wharfd: wires the modules together, owns signals and threads.
  *
  * The main thread is the control thread: signals, the configuration and its
- * reloads, the target registry with its health checks, and the admin API
- * (which registers each module's endpoints and metrics). Each proxy worker
+ * reloads, the target registry with its health checks, the libcurl glue with
+ * the host inventory and the controller that keeps the services on it, and
+ * the admin API (which registers each module's endpoints and metrics). Each proxy worker
  * runs its own event_base in its own thread; the control thread talks to a
  * worker only through the worker's notification pipe. */
 #include <errno.h>
