@@ -430,7 +430,8 @@ static int start_admin(struct wh_daemon *d)
         return -1;
     }
     if (wh_api_add_metrics(d->api, wh_lag_write_metrics, d->lag) < 0 ||
-        wh_api_add_metrics(d->api, proxy_metrics, d) < 0)
+        wh_api_add_metrics(d->api, proxy_metrics, d) < 0 ||
+        wh_api_controller_register(d->api, d->ctl, d->hosts) < 0)
         return -1;
     return wh_api_targets_register(d->api, d->targets);
 }

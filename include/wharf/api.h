@@ -15,6 +15,8 @@ struct evhttp_request;
 struct wh_cfg_admin;
 struct wh_api;
 struct wh_targets;
+struct wh_controller;
+struct wh_hosts;
 
 /* New admin listener per cfg (borrowed for the call). Reads the token file.
  * Returns NULL with err set. */
@@ -44,5 +46,16 @@ void wh_api_reply_error(struct evhttp_request *req, int status, const char *code
  * and wh_targets_write_metrics on /metrics. reg is borrowed and must
  * outlive api (free api first). Returns 0 or -1. */
 int wh_api_targets_register(struct wh_api *api, struct wh_targets *reg);
+
+/* The controller's read-only views and the fleet's metrics (api_controller.c):
+ *   GET /v1/services[/{name}[/tasks|/events]]   404 ServiceNotFound
+ *   GET /v1/hosts[/{id}]                        404 HostNotFound
+ * (the writes API.md lists on these paths answer 405 until they are built;
+ * ?follow=1 on events answers 400) and on /metrics wharf_hosts{state} and
+ * wharf_service_tasks{service,state}. ctl and hosts are borrowed and must
+ * outlive api (free api first); either may be NULL: its lists are empty.
+ * Returns 0 or -1. */
+int wh_api_controller_register(struct wh_api *api, struct wh_controller *ctl,
+                               struct wh_hosts *hosts);
 
 #endif

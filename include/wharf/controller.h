@@ -23,6 +23,7 @@ struct wh_hosts;
 struct wh_host;
 struct wh_targets;
 struct wh_controller;
+struct wh_rt_kv;
 
 /* New controller on base over hosts and targets (borrowed: both must
  * outlive it; free the controller first). It is the inventory's subscriber
@@ -42,6 +43,12 @@ int wh_controller_apply(struct wh_controller *ctl, const struct wh_config *cfg, 
 
 /* ---- read-only views (the admin API) ---- */
 
+/* A placement strategy or constraint in the configuration's words. */
+struct wh_ctl_placement {
+    const char *type;  /* spread, binpack, random; distinctInstance, memberOf */
+    const char *field; /* a strategy's field, a memberOf expression; NULL = none */
+};
+
 struct wh_ctl_service_info {
     const char *name;
     const char *target_group; /* NULL = none */
@@ -53,6 +60,23 @@ struct wh_ctl_service_info {
     int minimum_healthy_percent, maximum_percent;
     double health_check_grace_period;
     int steady;
+    /* the rest of the task definition, as the configuration writes it */
+    const char *const *command;
+    size_t n_command;
+    const struct wh_rt_kv *env;
+    size_t n_env;
+    const char *pull_policy; /* missing, always, never */
+    const char *log_driver;  /* NULL = the engine's default */
+    const struct wh_rt_kv *log_options;
+    size_t n_log_options;
+    int stop_timeout;
+    const struct wh_ctl_placement *strategies; /* in order */
+    size_t n_strategies;
+    const struct wh_ctl_placement *constraints;
+    size_t n_constraints;
+    int in_file;        /* 0: it left the file and is scaled to 0 */
+    double revision_at; /* when this revision was first applied (seconds since the epoch) */
+    int failed_tasks;   /* launches failed in a row, reset when one runs (ECS's failedTasks) */
 };
 
 struct wh_ctl_task_info {
@@ -68,7 +92,7 @@ struct wh_ctl_task_info {
     const char *stopped_reason; /* "" = none */
 };
 
-/* Visit services in configuration order; group NULL = all. Returns how many
+/* Visit services in configuration order; name NULL = all. Returns how many
  * were visited. Pointers are borrowed for the call. */
 int wh_controller_foreach_service(struct wh_controller *ctl, const char *name,
                                   void (*fn)(void *arg, const struct wh_ctl_service_info *s),

@@ -50,6 +50,7 @@ struct ctl_service {
     size_t n_constraints;
     char taskdef[CTL_TASKDEF_LEN];
     int revision;
+    double revision_at; /* wall clock of the first apply of this revision, for the API */
     int desired;
     int in_file; /* 0: left the file, scaled to 0, forgotten once empty */
     /* planner state kept between plans */

@@ -161,6 +161,7 @@ static int service_copy(struct ctl_service *s, const struct wh_cfg_service *c, c
     s->desired = c->desired_count;
     s->in_file = 1;
     s->revision = 1;
+    s->revision_at = wh_ctl_now();
     if (copy_placement(s, c, err, errlen) < 0)
         return -1;
     taskdef_hash(s);
@@ -186,10 +187,12 @@ static void service_carry(struct ctl_service *s, struct ctl_service *old)
     s->n_events = old->n_events;
     s->head = old->head;
     old->n_events = 0; /* the messages moved */
-    if (strcmp(s->taskdef, old->taskdef) == 0)
+    if (strcmp(s->taskdef, old->taskdef) == 0) {
         s->revision = old->revision;
-    else
+        s->revision_at = old->revision_at;
+    } else {
         s->revision = old->revision + 1;
+    }
 }
 
 /* Services of the file, then those that left it and still have tasks. */
@@ -661,10 +664,33 @@ static void new_task_id(void *arg, char *out, size_t outlen)
     snprintf(out, outlen, "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
 }
 
+static void zero_running(void *arg, struct wh_host *h)
+{
+    (void)arg;
+    wh_host_set_running_tasks(h, 0);
+}
+
+/* Each host's count of RUNNING tasks of this cluster, for the API (the
+ * inventory keeps it: wh_host_running_tasks). */
+static void count_running(struct wh_controller *ctl)
+{
+    wh_hosts_foreach(ctl->hosts, zero_running, NULL);
+    const struct ctl_task *t;
+    TAILQ_FOREACH(t, &ctl->tasks, link)
+    {
+        if (t->state != WH_TASK_RUNNING || t->lost || strcmp(t->cluster, ctl->cluster) != 0)
+            continue;
+        struct wh_host *h = wh_ctl_host(ctl, t->host);
+        if (h)
+            wh_host_set_running_tasks(h, wh_host_running_tasks(h) + 1);
+    }
+}
+
 /* Keep what the planner keeps between plans, then forget services that
  * left the file and have no task left. */
 static void after_plan(struct wh_controller *ctl, const struct wh_plan *plan)
 {
+    count_running(ctl);
     for (size_t i = 0; i < plan->n_status && i < ctl->n_services; i++) {
         ctl->services[i].status = plan->status[i];
         ctl->services[i].steady = plan->status[i].steady;
@@ -869,15 +895,56 @@ void wh_controller_free(struct wh_controller *ctl)
 static const char *const task_state_names[] = {"PROVISIONING", "PENDING",  "RUNNING",
                                                "DEACTIVATING", "STOPPING", "STOPPED"};
 
+/* The placement of s in the configuration's words: strategies, then
+ * constraints, in one allocation (free it); NULL when out of memory. */
+static struct wh_ctl_placement *placement_words(const struct ctl_service *s)
+{
+    static const char *const strategy_types[] = {"spread", "binpack", "random"};
+    size_t n = s->n_strategies + s->n_constraints;
+    size_t bytes = (n + 1) * sizeof(struct wh_ctl_placement);
+    for (size_t i = 0; i < s->n_strategies; i++)
+        if (s->strategies[i].attribute)
+            bytes += sizeof("attribute:") + strlen(s->strategies[i].attribute);
+    struct wh_ctl_placement *v = calloc(1, bytes);
+    if (!v)
+        return NULL;
+    char *text = (char *)(v + n + 1); /* the spread fields "attribute:NAME" */
+    for (size_t i = 0; i < s->n_strategies; i++) {
+        const struct wh_place_strategy *st = &s->strategies[i];
+        v[i].type = strategy_types[st->type];
+        if (st->type == WH_PLACE_BINPACK) {
+            v[i].field = st->resource == WH_PLACE_CPU ? "cpu" : "memory";
+        } else if (st->type == WH_PLACE_SPREAD && !st->attribute) {
+            v[i].field = "instanceId";
+        } else if (st->type == WH_PLACE_SPREAD) {
+            v[i].field = text;
+            text += sprintf(text, "attribute:%s", st->attribute) + 1;
+        }
+    }
+    for (size_t i = 0; i < s->n_constraints; i++) {
+        const struct wh_place_constraint *c = &s->constraints[i];
+        struct wh_ctl_placement *w = &v[s->n_strategies + i];
+        w->type = c->type == WH_PLACE_MEMBER_OF ? "memberOf" : "distinctInstance";
+        w->field = c->type == WH_PLACE_MEMBER_OF ? wh_query_text(c->query) : NULL;
+    }
+    return v;
+}
+
 int wh_controller_foreach_service(struct wh_controller *ctl, const char *name,
                                   void (*fn)(void *arg, const struct wh_ctl_service_info *s),
                                   void *arg)
 {
+    static const char *const pull_names[] = {
+        [WH_RT_PULL_IF_NOT_PRESENT] = "missing",
+        [WH_RT_PULL_ALWAYS] = "always",
+        [WH_RT_PULL_NEVER] = "never",
+    };
     int n = 0;
     for (size_t i = 0; i < ctl->n_services; i++) {
         const struct ctl_service *s = &ctl->services[i];
         if (name && strcmp(name, s->name) != 0)
             continue;
+        struct wh_ctl_placement *words = placement_words(s);
         struct wh_ctl_service_info info = {
             .name = s->name,
             .target_group = s->target_group,
@@ -895,8 +962,25 @@ int wh_controller_foreach_service(struct wh_controller *ctl, const char *name,
             .maximum_percent = s->max_percent,
             .health_check_grace_period = s->grace,
             .steady = s->steady,
+            .command = (const char *const *)s->command,
+            .n_command = s->n_command,
+            .env = s->env,
+            .n_env = s->n_env,
+            .pull_policy = pull_names[s->pull],
+            .log_driver = s->log_driver,
+            .log_options = s->log_opts,
+            .n_log_options = s->n_log_opts,
+            .stop_timeout = s->stop_timeout,
+            .strategies = words,
+            .n_strategies = words ? s->n_strategies : 0,
+            .constraints = words ? words + s->n_strategies : NULL,
+            .n_constraints = words ? s->n_constraints : 0,
+            .in_file = s->in_file,
+            .revision_at = s->revision_at,
+            .failed_tasks = s->start_failures,
         };
         fn(arg, &info);
+        free(words);
         n++;
     }
     return n;
