@@ -75,7 +75,7 @@ static void reply_groups(struct wh_targets *reg, struct evhttp_request *req, con
     wh_targets_foreach(reg, group, list_group, list_target, &l);
     cJSON *g = group ? cJSON_DetachItemFromArray(l.groups, 0) : NULL;
     if (group && !g) {
-        wh_api_reply_error(req, 404, "GroupNotFound", "no target group with this name");
+        wh_api_reply_error(req, 404, "TargetGroupNotFound", "no target group with this name");
     } else if (targets_only) {
         wh_api_reply_json(req, 200, cJSON_PrintUnformatted(cJSON_GetObjectItem(g, "targets")));
     } else {
@@ -99,7 +99,7 @@ static void reply_targets_error(struct evhttp_request *req, int rc, const char *
 {
     switch (rc) {
     case WH_TARGETS_NO_GROUP:
-        wh_api_reply_error(req, 404, "GroupNotFound", message);
+        wh_api_reply_error(req, 404, "TargetGroupNotFound", message);
         break;
     case WH_TARGETS_NO_TARGET:
         wh_api_reply_error(req, 404, "TargetNotFound", message);

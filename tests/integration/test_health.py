@@ -336,7 +336,7 @@ def test_health_admin_target_endpoints(health_driver, upstream, tmp_path):
     status, err = _http(port, "POST", "/v1/target-groups/web/targets", {"address": u2.addr, "weight": 0})
     assert status == 400 and err["error"]["code"] == "InvalidWeight", err
     status, err = _http(port, "POST", "/v1/target-groups/nope/targets", {"address": u2.addr})
-    assert status == 404 and err["error"]["code"] == "GroupNotFound", err
+    assert status == 404 and err["error"]["code"] == "TargetGroupNotFound", err
     assert _http(port, "POST", "/v1/target-groups/web/targets", "not an object")[0] == 400
 
     v6 = "[::1]:%d" % free_port()

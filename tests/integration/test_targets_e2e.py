@@ -362,7 +362,7 @@ def test_register_through_api_and_its_errors(request, health_server, wharfd, tmp
 
     # 404: unknown group
     r = admin.register(n.addr, group="no-such-group")
-    assert r.status == 404 and r.json()["error"]["code"] == "GroupNotFound", r
+    assert r.status == 404 and r.json()["error"]["code"] == "TargetGroupNotFound", r
     assert admin.deregister(a.addr, group="no-such-group").status == 404
     assert admin.deregister("127.0.0.1:1").status == 404  # no such target
 

@@ -248,7 +248,7 @@ static void test_target_group_listing(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "\"name\":\"web\""));
     r = call(f, EVHTTP_REQ_GET, "/v1/target-groups/nope", TOKEN, NULL);
-    assert_error(&r, 404, "GroupNotFound");
+    assert_error(&r, 404, "TargetGroupNotFound");
     fx_free(f);
 }
 
@@ -276,9 +276,9 @@ static void test_target_errors(void **state)
     assert_error(&r, 400, "InvalidRequest");
     r = call(f, EVHTTP_REQ_POST, "/v1/target-groups/nope/targets", TOKEN,
              "{\"address\": \"127.0.0.1:9001\"}");
-    assert_error(&r, 404, "GroupNotFound");
+    assert_error(&r, 404, "TargetGroupNotFound");
     r = call(f, EVHTTP_REQ_DELETE, "/v1/target-groups/nope/targets/127.0.0.1%3A9001", TOKEN, NULL);
-    assert_error(&r, 404, "GroupNotFound");
+    assert_error(&r, 404, "TargetGroupNotFound");
     r = call(f, EVHTTP_REQ_DELETE, "/v1/target-groups/web/targets/127.0.0.1%3A9009", TOKEN, NULL);
     assert_error(&r, 404, "TargetNotFound");
     r = call(f, EVHTTP_REQ_DELETE, "/v1/target-groups/web/targets/bad", TOKEN, NULL);
