@@ -323,15 +323,20 @@ static int start_fleet(struct wh_daemon *d)
     return 0;
 }
 
-/* Hosts added to the file join; removed ones drain first. */
+/* Hosts added to the file join; removed ones drain first; `draining`
+ * changes apply. */
 static void reload_fleet(struct wh_daemon *d, const struct wh_config *cfg)
 {
     for (size_t i = 0; i < d->cfg->n_hosts; i++)
         if (!wh_config_host(cfg, d->cfg->hosts[i].id))
             wh_hosts_remove(d->hosts, d->cfg->hosts[i].id);
-    for (size_t i = 0; i < cfg->n_hosts; i++)
-        if (!wh_hosts_find(d->hosts, cfg->hosts[i].id))
+    for (size_t i = 0; i < cfg->n_hosts; i++) {
+        struct wh_host *h = wh_hosts_find(d->hosts, cfg->hosts[i].id);
+        if (!h)
             add_host(d, &cfg->hosts[i]);
+        else if (!wh_host_removing(h) && wh_host_draining(h) != cfg->hosts[i].draining)
+            wh_host_set_draining(h, cfg->hosts[i].draining); /* the file's draining = true|false */
+    }
     char err[WH_ERR_LEN] = "";
     if (wh_controller_apply(d->ctl, cfg, err, sizeof(err)) < 0)
         wh_log_error("main", "reload: services: %s", err);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config/config-int.h"
+#include "wharf/query.h"
 
 #define SV(f) offsetof(struct wh_cfg_service, f)
 #define PS(f) offsetof(struct wh_cfg_placement_strategy, f)
@@ -145,6 +146,17 @@ static void parse_strategies(struct cfg_ctx *c, const config_setting_t *s,
     }
 }
 
+/* A memberOf expression in ECS's cluster query language, checked at load
+ * so `wharfd -t` names the file, the line and the column. */
+static void check_query(struct cfg_ctx *c, const config_setting_t *e, const char *text)
+{
+    char err[WH_ERR_LEN];
+    struct wh_query *q = wh_query_parse(text, err, sizeof(err));
+    if (!q)
+        wh_cfg_error(c, e, "expression", "\"%s\": %s", text, err);
+    wh_query_free(q);
+}
+
 static void parse_constraints(struct cfg_ctx *c, const config_setting_t *s,
                               struct wh_cfg_service *sv)
 {
@@ -167,6 +179,8 @@ static void parse_constraints(struct cfg_ctx *c, const config_setting_t *s,
             wh_cfg_error(c, e, "expression", "memberOf needs an expression");
         else if (!member_of && ct->expression)
             wh_cfg_error(c, e, "expression", "only memberOf takes an expression");
+        else if (member_of)
+            check_query(c, e, ct->expression);
     }
 }
 

@@ -565,6 +565,11 @@ static void test_services_validation(void **state)
                  "t.conf:2: services[s].placement.constraints[0].expression: only memberOf takes "
                  "an expression");
     expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
+                 "  placement = { constraints = ( { type = \"memberOf\";\n"
+                 "    expression = \"attribute:az in [a, b\"; } ); }; } );\n",
+                 "t.conf:2: services[s].placement.constraints[0].expression: \"attribute:az in [a, "
+                 "b\": column ");
+    expect_error("services = ( { name = \"s\"; task = { image = \"i\"; };\n"
                  "  placement = { constraints = ( { type = \"sameZone\"; } ); }; } );\n",
                  "t.conf:2: services[s].placement.constraints[0].type: \"sameZone\" is not one of "
                  "\"distinctInstance\", \"memberOf\"");
