@@ -226,6 +226,21 @@ static int services_build(struct wh_controller *ctl, const struct wh_config *cfg
     return 0;
 }
 
+/* The file's `draining` of each host it names, so that a SIGHUP applies it
+ * (a start gives it to wh_hosts_add; hosts that join or leave are main.c's).
+ * When the API can drain a host too, only a change of the file's value may
+ * apply here, as for services. */
+static void hosts_apply_draining(struct wh_controller *ctl, const struct wh_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_hosts; i++) {
+        struct wh_host *h = wh_ctl_host(ctl, cfg->hosts[i].id);
+        if (h && wh_host_draining(h) != !!cfg->hosts[i].draining &&
+            wh_host_set_draining(h, cfg->hosts[i].draining) < 0)
+            wh_log_warn("controller", "host %s: being removed: it stays draining",
+                        cfg->hosts[i].id);
+    }
+}
+
 int wh_controller_apply(struct wh_controller *ctl, const struct wh_config *cfg, char *err,
                         size_t errlen)
 {
@@ -245,6 +260,7 @@ int wh_controller_apply(struct wh_controller *ctl, const struct wh_config *cfg, 
     ctl->reconcile_interval = cfg->controller.reconcile_interval;
     ctl->lost_task_grace = cfg->controller.lost_task_grace;
     ctl->start_backoff_max = cfg->controller.start_backoff_max;
+    hosts_apply_draining(ctl, cfg);
     struct timeval tv = {(time_t)ctl->reconcile_interval, 0};
     event_add(ctl->interval, &tv);
     wh_ctl_kick(ctl);
