@@ -479,7 +479,7 @@ write_outputs() {
 # Tear down run RID (RUN, and DIR if known) whatever state it is in.
 teardown() { # RID
     local rid=$1 run=$STATE_BASE/$1 s ns p d m i
-    local KIND='' DIR='' N=0 SUBNET='' RID=$1
+    local KIND='' DIR='' N=0 SUBNET='' RID=$1 AZS='' OWNER_PID='' OWNER_START=''
     [ -f "$run/run.env" ] && load_env "$run/run.env"
     RID=$rid
 
@@ -572,7 +572,7 @@ shim_socket() { # PID
 # Is run RID stale (no owner alive, or no engine alive)?
 run_is_stale() { # RID
     local run=$STATE_BASE/$1 s p alive=0
-    local OWNER_PID='' OWNER_START='' KIND='' DIR='' N='' SUBNET='' RID=''
+    local OWNER_PID='' OWNER_START='' KIND='' DIR='' N='' SUBNET='' RID='' AZS=''
     # a run being brought up is not stale (its `up` holds run.lock)...
     if [ -f "$run/run.lock" ] && ! flock -n "$run/run.lock" true 2>/dev/null; then return 1; fi
     if [ ! -f "$run/run.env" ]; then
