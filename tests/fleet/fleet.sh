@@ -479,7 +479,7 @@ write_outputs() {
 # Tear down run RID (RUN, and DIR if known) whatever state it is in.
 teardown() { # RID
     local rid=$1 run=$STATE_BASE/$1 s ns p d m i
-    local KIND='' DIR='' N=0 SUBNET='' RID=$1
+    local KIND='' DIR='' N=0 SUBNET='' RID=$1 AZS='' OWNER_PID='' OWNER_START=''
     [ -f "$run/run.env" ] && load_env "$run/run.env"
     RID=$rid
 

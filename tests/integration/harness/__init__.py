@@ -24,6 +24,8 @@ loopback is ever addressed, and every wait is a poll with a deadline.
                    Container)
   load             client traffic in threads (LoadGen, split_counts,
                    SlowRequest)
+  services         the controller on the fleet: service configs, the
+                   cluster's containers and engine events, TaskLoad
   streaming        paced readers and CRC-checked byte streams
   websocket        WebSocket client frames and the upgrade
   tls              certificates, TLS clients, https configs, TLS load
