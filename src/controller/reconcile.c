@@ -402,13 +402,19 @@ static void reconcile_scale_in(struct reconcile *r, struct reconcile_svc *sv)
 /* ---- decide: replacements ---- */
 
 /* Draining hosts' tasks stop while the healthy count stays at the
- * minimum; their replacements were counted as needed already. */
+ * minimum, those whose health is not known yet only once it is; their
+ * replacements were counted as needed already. */
 static void reconcile_stop_draining(struct reconcile *r, struct reconcile_svc *sv)
 {
     for (int pass = 0; pass < 2; pass++) /* not-healthy ones first */
         for (size_t i = 0; i < sv->n; i++) {
             struct reconcile_task *rt = &sv->rt[i];
             if (rt->cls != RECONCILE_DRAIN || rt->stop || rt->healthy != pass)
+                continue;
+            /* Not judged yet (a target just registered, as after a restart
+             * adopted it): it may well be serving, so it waits for its first
+             * verdict rather than leave as if it were failing. */
+            if (rt->t->health == WH_HEALTH_INITIAL)
                 continue;
             if (!rt->healthy || sv->healthy - 1 >= sv->min_healthy)
                 reconcile_stop(r, sv, rt, WH_STOP_HOST_DRAINING);

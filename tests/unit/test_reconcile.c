@@ -341,6 +341,28 @@ static void test_draining_host_replaced_then_stopped(void **state)
                         "EVENT web: (service web) has stopped 1 running tasks: (task a1).\n");
 }
 
+/* After a restart the adopted targets are registered anew: a draining
+ * host's task whose health is not known yet is not stopped as if it had
+ * failed; it waits for its first verdict, then follows the minimum. */
+static void test_draining_host_task_not_judged_yet_waits(void **state)
+{
+    struct fx *f = *state;
+    world(f, 3);
+    three_tasks(f);
+    f->hosts[0].state = WH_PLAN_HOST_DRAINING;
+    for (size_t i = 0; i < f->n_tasks; i++)
+        f->tasks[i].health = WH_HEALTH_INITIAL;
+    assert_string_equal(fx_plan(f), "START web t1 h2\n"
+                                    "EVENT web: (service web) has started 1 tasks: (task t1).\n");
+    fx_task(f, "t1", "web", "h2", 5)->health = WH_HEALTH_INITIAL;
+    assert_string_equal(fx_plan(f), ""); /* nothing judged: nothing stops */
+    for (size_t i = 0; i < f->n_tasks; i++)
+        f->tasks[i].health = WH_HEALTH_HEALTHY;
+    assert_string_equal(fx_plan(f),
+                        "STOP a1 drain: (host h1) is draining\n"
+                        "EVENT web: (service web) has stopped 1 running tasks: (task a1).\n");
+}
+
 static void test_draining_host_minimum_zero(void **state)
 {
     /* Minimum 0 %, maximum 100 %: a draining host's tasks all stop at
@@ -731,6 +753,7 @@ int main(void)
         T(test_replacement_within_maximum_percent),
         T(test_minimum_healthy_rounding),
         T(test_draining_host_replaced_then_stopped),
+        T(test_draining_host_task_not_judged_yet_waits),
         T(test_draining_host_minimum_zero),
         T(test_draining_host_surplus),
         T(test_adoption_with_surplus),
