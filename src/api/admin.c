@@ -13,6 +13,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "api/api-int.h"
 #include "wharf/api.h"
 #include "wharf/config.h"
 #include "wharf/log.h"
@@ -234,4 +235,29 @@ int wh_api_route(struct wh_api *api, const char *prefix, wh_api_handler_fn fn, v
     r->fn = fn;
     r->arg = arg;
     return 0;
+}
+
+int wh_api_split_path(const char *rest, char **seg, int max)
+{
+    int n = 0;
+    if (rest[0] && rest[0] != '/')
+        return -1;
+    while (*rest) {
+        if (*rest != '/' || n == max)
+            return -1;
+        rest++;
+        size_t len = strcspn(rest, "/");
+        if (len == 0)
+            return rest[0] == '\0' && n == 0 ? 0 : -1; /* a trailing slash on the collection */
+        char raw[512];
+        if (len >= sizeof(raw))
+            return -1;
+        memcpy(raw, rest, len);
+        raw[len] = '\0';
+        if (!(seg[n] = evhttp_uridecode(raw, 0, NULL)))
+            return -1;
+        n++;
+        rest += len;
+    }
+    return n;
 }

@@ -23,6 +23,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "api/api-int.h"
 #include "wharf/api.h"
 #include "wharf/controller.h"
 #include "wharf/hosts.h"
@@ -276,33 +277,6 @@ static void reply_events(struct wh_controller *ctl, struct evhttp_request *req, 
     cJSON_Delete(l.events);
 }
 
-/* Split "/a[/b[/c[/d]]]" into decoded segments; returns how many (0 for
- * "" or "/"), or -1 when malformed. The segments are malloc'ed. */
-static int split(const char *rest, char *seg[SEG_MAX])
-{
-    int n = 0;
-    if (rest[0] && rest[0] != '/')
-        return -1;
-    while (*rest) {
-        if (*rest != '/' || n == SEG_MAX)
-            return -1;
-        rest++;
-        size_t len = strcspn(rest, "/");
-        if (len == 0)
-            return rest[0] == '\0' && n == 0 ? 0 : -1; /* a trailing slash on the collection */
-        char raw[512];
-        if (len >= sizeof(raw))
-            return -1;
-        memcpy(raw, rest, len);
-        raw[len] = '\0';
-        if (!(seg[n] = evhttp_uridecode(raw, 0, NULL)))
-            return -1;
-        n++;
-        rest += len;
-    }
-    return n;
-}
-
 static int seg_is(char *const seg[SEG_MAX], int i, const char *word)
 {
     return seg[i] && strcmp(seg[i], word) == 0;
@@ -319,7 +293,7 @@ static void handle_services(void *arg, struct evhttp_request *req, const char *p
     struct wh_controller *ctl = arg;
     int get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
     char *seg[SEG_MAX] = {NULL};
-    int n = split(path + strlen(SVC_PREFIX), seg);
+    int n = wh_api_split_path(path + strlen(SVC_PREFIX), seg, SEG_MAX);
     /* what API.md documents on this path, and whether GET is one of it */
     int known = n == 0 || n == 1 ||
                 (n == 2 && (seg_is(seg, 1, "tasks") || seg_is(seg, 1, "events") ||
@@ -378,7 +352,7 @@ static void handle_hosts(void *arg, struct evhttp_request *req, const char *path
     struct wh_hosts *hosts = arg;
     int get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
     char *seg[SEG_MAX] = {NULL};
-    int n = split(path + strlen(HOSTS_PREFIX), seg);
+    int n = wh_api_split_path(path + strlen(HOSTS_PREFIX), seg, SEG_MAX);
     int writes = n == 2 && (seg_is(seg, 1, "drain") || seg_is(seg, 1, "activate"));
     if (n < 0 || n > 2 || (n == 2 && !writes)) {
         wh_api_reply_error(req, 404, "NotFound", "no such endpoint");

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "api/api-int.h"
 #include "wharf/api.h"
 #include "wharf/log.h"
 #include "wharf/targets.h"
@@ -168,38 +169,13 @@ static void delete_target(struct wh_targets *reg, struct evhttp_request *req, co
         reply_targets_error(req, rc, -rc < 4 ? messages[-rc] : "internal error");
 }
 
-/* Split "/name[/targets[/addr]]" into decoded segments; returns how many
- * (0..3), or -1 when malformed. The segments are malloc'ed. */
-static int split(const char *rest, char *seg[3])
-{
-    int n = 0;
-    while (*rest) {
-        if (*rest != '/' || n == 3)
-            return -1;
-        rest++;
-        size_t len = strcspn(rest, "/");
-        if (len == 0)
-            return rest[0] == '\0' && n == 0 ? 0 : -1; /* a trailing slash on the collection */
-        char raw[512];
-        if (len >= sizeof(raw))
-            return -1;
-        memcpy(raw, rest, len);
-        raw[len] = '\0';
-        if (!(seg[n] = evhttp_uridecode(raw, 0, NULL)))
-            return -1;
-        n++;
-        rest += len;
-    }
-    return n;
-}
-
 static void handle(void *arg, struct evhttp_request *req, const char *path)
 {
     struct wh_targets *reg = arg;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     char *seg[3] = {NULL, NULL, NULL};
     const char *rest = path + strlen(TG_PREFIX);
-    int n = rest[0] && rest[0] != '/' ? -1 : split(rest, seg);
+    int n = wh_api_split_path(rest, seg, 3);
     int targets = n >= 2 && strcmp(seg[1], "targets") == 0;
     if (n < 0 || (n >= 2 && !targets)) {
         wh_api_reply_error(req, 404, "NotFound", "no such endpoint");
